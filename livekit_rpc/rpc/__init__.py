@@ -1,0 +1,1 @@
+"""RPC: errors, the caller's and the callee's managers."""

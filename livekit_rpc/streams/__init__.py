@@ -1,0 +1,1 @@
+"""Data streams: sans-I/O framing and assembly, with asyncio readers, writers and managers."""

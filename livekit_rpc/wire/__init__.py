@@ -1,0 +1,1 @@
+"""Wire layer: constants, UTF-8 helpers, codecs and packet builders over livekit-protocol."""

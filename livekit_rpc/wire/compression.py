@@ -1,0 +1,132 @@
+"""Payload codecs: deflate-raw (LiveKit) and zstd (this library's extension).
+
+Compression always covers a whole payload as one compressed stream; the compressed bytes are
+then cut into chunks regardless of block boundaries. Decompression is incremental and bounded:
+a :class:`Decompressor` never produces more than its cap, whatever the input.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+import zstandard
+
+from .constants import COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD, COMPRESSION_NONE
+
+SUPPORTED_COMPRESSIONS: Final = frozenset(
+    {COMPRESSION_NONE, COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD}
+)
+DEFAULT_ZSTD_LEVEL: Final = 3
+_OUTPUT_STEP: Final = 1 << 18
+
+
+class CompressionError(Exception):
+    """Compressed input is corrupt or truncated."""
+
+
+class DecompressedTooLargeError(Exception):
+    """Decompressed output went over the configured cap."""
+
+
+def compress(compression: int, data: bytes, *, zstd_level: int = DEFAULT_ZSTD_LEVEL) -> bytes:
+    """Compress ``data`` as one stream with the given wire compression type."""
+    if compression == COMPRESSION_DEFLATE_RAW:
+        codec = zlib.compressobj(-1, zlib.DEFLATED, -15)
+        return codec.compress(data) + codec.flush()
+    if compression == COMPRESSION_LKRPC_ZSTD:
+        return zstandard.ZstdCompressor(level=zstd_level).compress(data)
+    if compression == COMPRESSION_NONE:
+        return data
+    raise ValueError(f"unsupported compression {compression}")
+
+
+class _CappedSink:
+    """Write target for zstd's stream writer: collects output, refuses to grow past a cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self.pieces: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.total += len(data)
+        if self.total > self.cap:
+            raise DecompressedTooLargeError(f"decompressed payload exceeds {self.cap} bytes")
+        self.pieces.append(bytes(data))
+        return len(data)
+
+    def take(self) -> list[bytes]:
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
+
+class Decompressor:
+    """Incremental decompression of one stream with a hard cap on total output bytes."""
+
+    def __init__(self, compression: int, max_output: int) -> None:
+        if compression not in (COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD):
+            raise ValueError(f"unsupported compression {compression}")
+        self.compression = compression
+        self.max_output = max_output
+        self.total_out = 0
+        self._inflater = zlib.decompressobj(-15) if compression == COMPRESSION_DEFLATE_RAW else None
+        self._zstd_sink = _CappedSink(max_output)
+        self._zstd_writer = (
+            zstandard.ZstdDecompressor().stream_writer(
+                self._zstd_sink,  # type: ignore[arg-type]  # only write() is used
+                write_size=_OUTPUT_STEP,
+                closefd=False,
+            )
+            if compression == COMPRESSION_LKRPC_ZSTD
+            else None
+        )
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decompress the next piece of input; return the output it produced."""
+        if self._inflater is not None:
+            return self._inflate(data)
+        assert self._zstd_writer is not None
+        try:
+            self._zstd_writer.write(data)
+        except zstandard.ZstdError as exc:
+            raise CompressionError(f"corrupt zstd data: {exc}") from exc
+        pieces = self._zstd_sink.take()
+        self.total_out = self._zstd_sink.total
+        return pieces
+
+    def _inflate(self, data: bytes) -> list[bytes]:
+        inflater = self._inflater
+        assert inflater is not None
+        pieces: list[bytes] = []
+        pending = data
+        while True:
+            if pending and inflater.eof:
+                raise CompressionError("data after the end of the deflate stream")
+            try:
+                out = inflater.decompress(pending, _OUTPUT_STEP)
+            except zlib.error as exc:
+                raise CompressionError(f"corrupt deflate data: {exc}") from exc
+            self.total_out += len(out)
+            if self.total_out > self.max_output:
+                raise DecompressedTooLargeError(
+                    f"decompressed payload exceeds {self.max_output} bytes"
+                )
+            if out:
+                pieces.append(out)
+            if inflater.unused_data:
+                raise CompressionError("data after the end of the deflate stream")
+            pending = inflater.unconsumed_tail
+            # A full output step may leave output pending inside zlib even with no input left.
+            if not pending and len(out) < _OUTPUT_STEP:
+                return pieces
+
+    def finish(self) -> list[bytes]:
+        """Signal end of input; raise :class:`CompressionError` if the stream is truncated."""
+        if self._inflater is not None:
+            if not self._inflater.eof:
+                raise CompressionError("truncated deflate stream")
+            return []
+        # zstd: completeness is checked by the caller against total_length, which zstd
+        # streams must carry (spec §Extensions).
+        return []
