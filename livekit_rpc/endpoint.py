@@ -16,7 +16,7 @@ from .rpc.client import RpcClientManager
 from .rpc.server import RpcServerManager
 from .streams.incoming import IncomingDataStreamManager
 from .streams.outgoing import OutgoingDataStreamManager
-from .streams.reader import TextStreamReader
+from .streams.reader import ByteStreamReader, TextStreamReader
 from .streams.types import StreamLimits
 from .wire import constants as c
 from .wire.compression import DEFAULT_ZSTD_LEVEL
@@ -55,12 +55,25 @@ class RpcEndpoint:
         )
         self.streams_in.register_text_stream_handler(c.RPC_REQUEST_TOPIC, self._on_request_stream)
         self.streams_in.register_text_stream_handler(c.RPC_RESPONSE_TOPIC, self._on_response_stream)
+        self.streams_in.register_text_stream_handler(c.STREAM_CHUNK_TOPIC, self._on_chunk_stream)
+        self.streams_in.register_byte_stream_handler(c.STREAM_CHUNK_TOPIC, self._on_chunk_stream)
+        self.streams_in.register_text_stream_handler(c.STREAM_CONTROL_TOPIC, self._on_control)
 
     def _on_request_stream(self, reader: TextStreamReader, sender: str) -> None:
         self.server.handle_request_stream(reader, sender)
 
     async def _on_response_stream(self, reader: TextStreamReader, sender: str) -> None:
         await self.client.handle_response_stream(reader, sender)
+
+    def _on_chunk_stream(self, reader: TextStreamReader | ByteStreamReader, sender: str) -> None:
+        self.client.handle_chunk_stream(reader, sender)
+
+    def _on_control(self, reader: TextStreamReader, sender: str) -> None:
+        attributes = reader.info.attributes
+        if attributes.get(c.ATTR_OP) == c.OP_HEARTBEAT:
+            self.client.handle_control(attributes, sender)
+        else:
+            self.server.handle_control(attributes, sender)
 
     def handle_bytes(self, data: bytes, encryption_type: int = c.ENCRYPTION_NONE) -> None:
         """Parse and route one data-channel message. Never raises."""

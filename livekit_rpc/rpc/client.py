@@ -13,11 +13,12 @@ from livekit.protocol import models
 
 from ..peers import PeerDirectory
 from ..streams.outgoing import OutgoingDataStreamManager
-from ..streams.reader import TextStreamReader
+from ..streams.reader import ByteStreamReader, TextStreamReader
 from ..wire import constants as c
 from ..wire.packets import DataPacket, rpc_request_packet
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
+from .streaming import RpcCallStream
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class _Call:
     future: asyncio.Future[str]
     state: CallState = CallState.AWAITING_ACK
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    stream: RpcCallStream | None = None
 
     def settle(self, result: str | RpcError) -> None:
         self.state = CallState.DONE
@@ -117,6 +119,131 @@ class RpcClientManager:
             return await call.future
         finally:
             self._forget(call)
+
+    def stream_rpc(
+        self,
+        *,
+        destination_identity: str,
+        method: str,
+        payload: str,
+        response_timeout: float | None = None,
+        deadline: float | None = None,
+        window: int = c.DEFAULT_STREAM_WINDOW,
+        realtime: bool = False,
+    ) -> RpcCallStream:
+        """A streaming call: ``async with client.stream_rpc(...) as s: async for chunk in s``.
+
+        ``response_timeout`` bounds the wait between chunks (heartbeats keep a slow stream
+        alive), ``deadline`` the whole call. ``window`` is how many unread chunks the handler
+        may send ahead; with ``realtime`` it drops chunks instead of waiting for credit.
+        A peer without the streaming extension is called unary; its reply is one chunk.
+        """
+        timeout = c.DEFAULT_RESPONSE_TIMEOUT_S if response_timeout is None else response_timeout
+        return RpcCallStream(
+            self,
+            destination_identity=destination_identity,
+            method=method,
+            payload=payload,
+            response_timeout=timeout,
+            deadline=deadline,
+            window=window,
+            realtime=realtime,
+        )
+
+    def _peer_streams(self, identity: str) -> bool:
+        return (
+            self._peers.client_protocol(identity) >= c.CLIENT_PROTOCOL_DATA_STREAM_V2
+            and c.CAP_LKRPC_STREAMING_RPC in self._peers.capabilities(identity)
+        )
+
+    async def _start_stream_call(self, stream: RpcCallStream) -> _Call:
+        if self._closed:
+            raise RpcError.built_in(E.SEND_FAILED, "the local participant is disconnected")
+        loop = asyncio.get_running_loop()
+        call = _Call(str(uuid.uuid4()), stream.destination_identity, loop.create_future())
+        call.stream = stream
+        self._calls[call.request_id] = call
+        call.future.add_done_callback(lambda _: self._forget(call))
+        call.timers.append(loop.call_later(c.ACK_TIMEOUT_S, self._on_ack_timeout, call))
+        wire_timeout_ms = max(int(stream.response_timeout * 1000), c.MIN_WIRE_TIMEOUT_MS)
+        heartbeat_ms = int(min(c.DEFAULT_HEARTBEAT_S, stream.response_timeout / 3) * 1000)
+        attributes = {
+            c.ATTR_REQUEST_ID: call.request_id,
+            c.ATTR_METHOD: stream.method,
+            c.ATTR_RESPONSE_TIMEOUT_MS: str(wire_timeout_ms),
+            c.ATTR_VERSION: str(c.RPC_VERSION_V2),
+            c.ATTR_STREAMING: "1",
+            c.ATTR_WINDOW: str(stream.window),
+            c.ATTR_HEARTBEAT_MS: str(max(heartbeat_ms, 1)),
+        }
+        if stream.realtime:
+            attributes[c.ATTR_REALTIME] = "1"
+        if stream.deadline is not None:
+            attributes[c.ATTR_DEADLINE_MS] = str(int(stream.deadline * 1000))
+            call.timers.append(
+                loop.call_later(
+                    stream.deadline,
+                    lambda: call.settle(RpcError.built_in(E.RESPONSE_TIMEOUT, "deadline exceeded")),
+                )
+            )
+        try:
+            await self._streams.send_text(
+                stream._payload,
+                topic=c.RPC_REQUEST_TOPIC,
+                destination_identities=[call.destination],
+                attributes=attributes,
+            )
+        except Exception as exc:
+            error = RpcError.built_in(E.SEND_FAILED, str(exc) or type(exc).__name__)
+            call.settle(error)
+            raise error from exc
+        return call
+
+    async def _send_control(self, call: _Call, op: str, extra: dict[str, str]) -> None:
+        try:
+            await self._streams.send_text(
+                "",
+                topic=c.STREAM_CONTROL_TOPIC,
+                destination_identities=[call.destination],
+                attributes={c.ATTR_REQUEST_ID: call.request_id, c.ATTR_OP: op, **extra},
+                compress=False,
+            )
+        except Exception as exc:
+            logger.warning("streaming RPC %s: %s could not be sent: %s", call.request_id, op, exc)
+
+    async def _grant_credit(self, call: _Call, credit: int) -> None:
+        if call.state is not CallState.DONE:
+            await self._send_control(call, c.OP_CREDIT, {c.ATTR_CREDIT: str(credit)})
+
+    async def _cancel_stream_call(self, call: _Call) -> None:
+        if call.state is CallState.DONE:
+            return
+        call.settle("")
+        await self._send_control(call, c.OP_CANCEL, {})
+
+    def _fail_call(self, call: _Call, error: RpcError) -> None:
+        if call.state is not CallState.DONE:
+            call.settle(error)
+
+    def handle_chunk_stream(
+        self, reader: TextStreamReader | ByteStreamReader, sender_identity: str
+    ) -> None:
+        """A chunk of a streaming call (topic ``lkrpc.rpc_chunk``) started arriving."""
+        attributes = reader.info.attributes
+        call = self._call_from(attributes.get(c.ATTR_REQUEST_ID, ""), sender_identity, "chunk")
+        seq = attributes.get(c.ATTR_SEQ, "")
+        if call is None or call.stream is None or not seq.isdigit():
+            return
+        if call.state is CallState.AWAITING_ACK:  # a chunk implies the request arrived
+            self.handle_ack(call.request_id, sender_identity)
+        call.stream._on_chunk(reader, int(seq), reader.info.size or 0)
+
+    def handle_control(self, attributes: dict[str, str], sender_identity: str) -> None:
+        """A heartbeat for a streaming call."""
+        call = self._call_from(attributes.get(c.ATTR_REQUEST_ID, ""), sender_identity, "control")
+        if call is not None and call.stream is not None:
+            if attributes.get(c.ATTR_OP) == c.OP_HEARTBEAT:
+                call.stream._on_heartbeat()
 
     async def _publish(
         self, call: _Call, method: str, payload: str, wire_timeout_ms: int, remote: int

@@ -23,6 +23,7 @@ from ..wire.packets import (
 )
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
+from .streaming_server import StreamingResponse, collect, is_streaming_handler
 from .types import RpcInvocationData
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ RpcHandler = Callable[[RpcInvocationData], Awaitable[str] | str]
 F = TypeVar("F", bound=RpcHandler)
 E = RpcError.ErrorCode
 
+_COMPRESS_CHUNKS_FROM = 1024
 _LEADING_INT = re.compile(r"\s*([+-]?\d+)")
 
 
@@ -62,6 +64,7 @@ class RpcServerManager:
         self._peers = peers
         self._handlers: dict[str, RpcHandler] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._streaming: dict[tuple[str, str], StreamingResponse] = {}
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -136,7 +139,89 @@ class RpcServerManager:
             error = RpcError.built_in(E.APPLICATION_ERROR, "Error reading RPC request payload")
             await self._send_error(request_id, caller, error)
             return
+        handler = self._handlers.get(method)
+        if attributes.get(c.ATTR_STREAMING) == "1" and handler and is_streaming_handler(handler):
+            await self._serve_streaming(
+                request_id, handler, payload, timeout_ms, attributes, caller
+            )
+            return
         await self._invoke(request_id, method, payload, timeout_ms, caller, True)
+
+    async def _serve_streaming(
+        self,
+        request_id: str,
+        handler: RpcHandler,
+        payload: str,
+        timeout_ms: int,
+        attributes: dict[str, str],
+        caller: str,
+    ) -> None:
+        window = parse_int_leniently(attributes.get(c.ATTR_WINDOW)) or c.DEFAULT_STREAM_WINDOW
+        heartbeat_ms = parse_int_leniently(attributes.get(c.ATTR_HEARTBEAT_MS))
+        deadline_ms = parse_int_leniently(attributes.get(c.ATTR_DEADLINE_MS))
+
+        async def send_chunk(item: str | bytes, seq: int) -> None:
+            chunk_attributes = {c.ATTR_REQUEST_ID: request_id, c.ATTR_SEQ: str(seq)}
+            send = self._streams.send_text if isinstance(item, str) else self._streams.send_bytes
+            await send(
+                item,  # type: ignore[arg-type]
+                topic=c.STREAM_CHUNK_TOPIC,
+                destination_identities=[caller],
+                attributes=chunk_attributes,
+                compress=len(item) > _COMPRESS_CHUNKS_FROM,
+            )
+
+        async def send_heartbeat() -> None:
+            await self._streams.send_text(
+                "",
+                topic=c.STREAM_CONTROL_TOPIC,
+                destination_identities=[caller],
+                attributes={c.ATTR_REQUEST_ID: request_id, c.ATTR_OP: c.OP_HEARTBEAT},
+                compress=False,
+            )
+
+        response = StreamingResponse(
+            send_chunk=send_chunk,
+            send_heartbeat=send_heartbeat,
+            window=window,
+            realtime=attributes.get(c.ATTR_REALTIME) == "1",
+            heartbeat_interval=(heartbeat_ms or int(c.DEFAULT_HEARTBEAT_S * 1000)) / 1000,
+        )
+        key = (caller, request_id)
+        self._streaming[key] = response
+        data = RpcInvocationData(request_id, caller, payload, max(timeout_ms, 0) / 1000)
+        deadline = asyncio.timeout(deadline_ms / 1000 if deadline_ms else None)
+        failure: RpcError | None = None
+        try:
+            async with deadline:
+                await response.run(handler(data))  # type: ignore[arg-type]
+        except RpcError as exc:
+            failure = exc
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                failure = RpcError.built_in(E.RESPONSE_TIMEOUT, "deadline exceeded")
+            else:
+                logger.warning("streaming RPC handler raised %r", exc)
+                failure = RpcError.built_in(E.APPLICATION_ERROR, f"Uncaught error: {exc}")
+        finally:
+            self._streaming.pop(key, None)
+        if failure is not None:
+            await self._send_error(request_id, caller, failure)
+        else:
+            await self._send_quietly(
+                rpc_response_packet(request_id=request_id, payload="", destination=caller)
+            )
+
+    def handle_control(self, attributes: dict[str, str], sender_identity: str) -> None:
+        """Credit or cancel from the caller of a streaming call."""
+        response = self._streaming.get((sender_identity, attributes.get(c.ATTR_REQUEST_ID, "")))
+        if response is None:
+            return
+        op = attributes.get(c.ATTR_OP)
+        if op == c.OP_CREDIT:
+            response.grant(parse_int_leniently(attributes.get(c.ATTR_CREDIT)) or 0)
+        elif op == c.OP_CANCEL:
+            response.cancel()
 
     async def _invoke(
         self,
@@ -238,6 +323,8 @@ class RpcServerManager:
 
 async def _call(handler: RpcHandler, data: RpcInvocationData) -> Any:
     result = handler(data)
+    if inspect.isasyncgen(result) or inspect.isgenerator(result):
+        return await collect(result)
     if inspect.isawaitable(result):
         return await result
     return result

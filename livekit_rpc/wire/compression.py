@@ -7,6 +7,7 @@ a :class:`Decompressor` never produces more than its cap, whatever the input.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Final
 
@@ -35,10 +36,17 @@ def compress(compression: int, data: bytes, *, zstd_level: int = DEFAULT_ZSTD_LE
         codec = zlib.compressobj(-1, zlib.DEFLATED, -15)
         return codec.compress(data) + codec.flush()
     if compression == COMPRESSION_LKRPC_ZSTD:
-        return zstandard.ZstdCompressor(level=zstd_level).compress(data)
+        return _zstd_compressor(zstd_level).compress(data)
     if compression == COMPRESSION_NONE:
         return data
     raise ValueError(f"unsupported compression {compression}")
+
+
+@functools.lru_cache(maxsize=8)
+def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+    # Building a compressor costs more than compressing a small payload; one per level is
+    # reused (the event loop runs one compression at a time).
+    return zstandard.ZstdCompressor(level=level)
 
 
 class _CappedSink:

@@ -23,6 +23,7 @@ CAP_LKRPC_STREAMING_RPC: Final = 10002
 LOCAL_CAPABILITIES: Final[tuple[int, ...]] = (
     CAP_COMPRESSION_DEFLATE_RAW,
     CAP_LKRPC_COMPRESSION_ZSTD,
+    CAP_LKRPC_STREAMING_RPC,
 )
 """Capabilities this library advertises in its join request."""
 
@@ -59,3 +60,21 @@ MAX_DATA_PACKET_BYTES: Final = 64000
 TEXT_MIME_TYPE: Final = "text/plain"
 BYTES_MIME_TYPE: Final = "application/octet-stream"
 DEFAULT_BYTE_STREAM_NAME: Final = "unknown"
+
+# Streaming RPC extension (spec/spec.md, "Streaming RPC"); used only with peers that
+# advertise CAP_LKRPC_STREAMING_RPC.
+STREAM_CHUNK_TOPIC: Final = "lkrpc.rpc_chunk"
+STREAM_CONTROL_TOPIC: Final = "lkrpc.rpc_control"
+ATTR_STREAMING: Final = "lkrpc.streaming"
+ATTR_WINDOW: Final = "lkrpc.window"
+ATTR_REALTIME: Final = "lkrpc.realtime"
+ATTR_HEARTBEAT_MS: Final = "lkrpc.heartbeat_ms"
+ATTR_DEADLINE_MS: Final = "lkrpc.deadline_ms"
+ATTR_SEQ: Final = "lkrpc.seq"
+ATTR_OP: Final = "lkrpc.op"
+ATTR_CREDIT: Final = "lkrpc.credit"
+OP_CREDIT: Final = "credit"
+OP_CANCEL: Final = "cancel"
+OP_HEARTBEAT: Final = "heartbeat"
+DEFAULT_STREAM_WINDOW: Final = 32
+DEFAULT_HEARTBEAT_S: Final = 2.0

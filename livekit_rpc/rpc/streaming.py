@@ -1,0 +1,258 @@
+"""Streaming RPC, the caller's side: an iterable call whose handler yields chunks.
+
+Wire (spec/spec.md, "Streaming RPC"): the request is an ordinary v2 request stream with
+extra ``lkrpc.*`` attributes; each yielded item comes back as its own data stream on
+``lkrpc.rpc_chunk`` numbered by ``lkrpc.seq``; the caller grants credits and cancels through
+``lkrpc.rpc_control``; the ordinary RPC response packet ends the call. Peers that do not
+advertise the extension get a unary call and the reply arrives as one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..streams.reader import ByteStreamReader, TextStreamReader
+from .errors import RpcError
+
+if TYPE_CHECKING:
+    from .client import RpcClientManager, _Call
+
+Chunk = str | bytes
+ChunkSource = TextStreamReader | ByteStreamReader | Chunk
+
+
+class RpcCallStream:
+    """One streaming call: iterate it for chunks; failures raise :class:`RpcError`.
+
+    Use it as ``async with participant.stream_rpc(...) as stream: async for chunk in
+    stream``. Leaving the block early, :meth:`cancel`, or cancelling the iterating task
+    cancels the remote handler. Metrics are kept as chunks arrive.
+    """
+
+    def __init__(
+        self,
+        client: RpcClientManager,
+        *,
+        destination_identity: str,
+        method: str,
+        payload: str,
+        response_timeout: float,
+        deadline: float | None,
+        window: int,
+        realtime: bool,
+    ) -> None:
+        self._client = client
+        self.destination_identity = destination_identity
+        self.method = method
+        self._payload = payload
+        self.response_timeout = response_timeout
+        self.deadline = deadline
+        self.window = max(1, window)
+        self.realtime = realtime
+        self._items: deque[ChunkSource] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._call: _Call | None = None
+        self._unary: asyncio.Task[str] | None = None
+        self._finished = False
+        self._consumed_since_credit = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._next_seq = 0
+        # metrics
+        self._started_at = 0.0
+        self._arrivals: list[float] = []
+        self.chunk_count = 0
+        self.byte_count = 0
+        self.dropped_chunks = 0
+        self.streaming = False
+        """True when the peer speaks the extension; False for the one-chunk unary fallback."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RpcCallStream:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Send the request (called by ``async with``)."""
+        self._started_at = time.perf_counter()
+        self.streaming = self._client._peer_streams(self.destination_identity)
+        if not self.streaming:
+            self._unary = asyncio.get_running_loop().create_task(
+                self._client.perform_rpc(
+                    destination_identity=self.destination_identity,
+                    method=self.method,
+                    payload=self._payload,
+                    response_timeout=self.response_timeout,
+                )
+            )
+            self._unary.add_done_callback(lambda _: self._wake())
+            return
+        self._call = await self._client._start_stream_call(self)
+        self._call.future.add_done_callback(lambda _: self._wake())
+        self._arm_idle_timer()
+
+    async def cancel(self) -> None:
+        """Stop the call; the remote handler is cancelled (its ``finally`` runs)."""
+        if self._finished:
+            return
+        self._finished = True
+        self._disarm_idle_timer()
+        if self._unary is not None:
+            self._unary.cancel()
+            await asyncio.gather(self._unary, return_exceptions=True)
+        elif self._call is not None:
+            await self._client._cancel_stream_call(self._call)
+        self._wake()
+
+    async def aclose(self) -> None:
+        """Cancel the call if it is still running; release what it holds."""
+        done = self._call is not None and self._call.future.done()
+        done = done or (self._unary is not None and self._unary.done())
+        if not done:
+            await self.cancel()
+        self._finished = True
+        self._disarm_idle_timer()
+        self._items.clear()
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def __aiter__(self) -> RpcCallStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        while True:
+            if self._items:
+                return await self._take(self._items.popleft())
+            if self._unary is not None and self._unary.done():
+                return self._unary_outcome()
+            if self._call is not None and self._call.future.done():
+                self._finished = True
+                self._disarm_idle_timer()
+                error = self._call.future.exception()
+                if error is not None:
+                    raise error
+                raise StopAsyncIteration
+            if self._finished:
+                raise StopAsyncIteration
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+
+    def _unary_outcome(self) -> Chunk:
+        assert self._unary is not None
+        if self._finished:
+            raise StopAsyncIteration
+        self._finished = True
+        if self._unary.cancelled():
+            raise StopAsyncIteration
+        result = self._unary.result()  # raises the call's RpcError
+        self._record(len(result.encode()))
+        return result
+
+    async def _take(self, source: ChunkSource) -> Chunk:
+        if isinstance(source, TextStreamReader | ByteStreamReader):
+            try:
+                chunk: Chunk = await source.read_all()
+            except Exception as exc:
+                raise RpcError.built_in(
+                    RpcError.ErrorCode.APPLICATION_ERROR, f"Error reading RPC stream chunk: {exc}"
+                ) from exc
+        else:
+            chunk = source
+        self._consumed_since_credit += 1
+        if self._consumed_since_credit >= self._credit_period and self._call is not None:
+            credit, self._consumed_since_credit = self._consumed_since_credit, 0
+            await self._client._grant_credit(self._call, credit)
+        return chunk
+
+    @property
+    def _credit_period(self) -> int:
+        return max(1, self.window // 2)
+
+    # -- fed by the client manager -----------------------------------------------------------
+
+    def _on_chunk(self, source: ChunkSource, seq: int, size: int) -> None:
+        if self._finished:
+            return
+        if seq > self._next_seq:
+            self.dropped_chunks += seq - self._next_seq
+        self._next_seq = max(self._next_seq, seq + 1)
+        self._record(size)
+        self._items.append(source)
+        self._arm_idle_timer()
+        self._wake()
+
+    def _on_heartbeat(self) -> None:
+        self._arm_idle_timer()
+
+    def _record(self, size: int) -> None:
+        self._arrivals.append(time.perf_counter())
+        self.chunk_count += 1
+        self.byte_count += size
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    # -- liveness --------------------------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        self._disarm_idle_timer()
+        if self._call is None or self._call.future.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.response_timeout, self._on_idle)
+
+    def _disarm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        if self._call is not None:
+            self._client._fail_call(
+                self._call, RpcError.built_in(RpcError.ErrorCode.RESPONSE_TIMEOUT)
+            )
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    @property
+    def time_to_first_chunk(self) -> float | None:
+        """Seconds from the request to the first chunk's arrival."""
+        return self._arrivals[0] - self._started_at if self._arrivals else None
+
+    @property
+    def inter_chunk_latencies(self) -> list[float]:
+        """Seconds between consecutive chunk arrivals."""
+        return [b - a for a, b in zip(self._arrivals, self._arrivals[1:], strict=False)]
+
+    def inter_chunk_percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (0–100) of inter-chunk latency, in seconds."""
+        gaps = self.inter_chunk_latencies
+        if not gaps:
+            return None
+        if len(gaps) == 1:
+            return gaps[0]
+        return statistics.quantiles(gaps, n=100, method="inclusive")[min(98, max(0, int(q) - 1))]
+
+    @property
+    def inter_chunk_p50(self) -> float | None:
+        return self.inter_chunk_percentile(50)
+
+    @property
+    def inter_chunk_p99(self) -> float | None:
+        return self.inter_chunk_percentile(99)
+
+
+SendControl = Callable[[str, dict[str, str]], Awaitable[None]]

@@ -1,0 +1,129 @@
+"""Streaming RPC, the handler's side: send yielded items as chunks under credit flow control."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+from .errors import RpcError
+
+logger = logging.getLogger(__name__)
+
+SendChunk = Callable[[str | bytes, int], Awaitable[None]]
+SendHeartbeat = Callable[[], Awaitable[None]]
+
+
+def is_streaming_handler(handler: Callable[..., Any]) -> bool:
+    """A generator or async-generator function serves a streaming method."""
+    return inspect.isasyncgenfunction(handler) or inspect.isgeneratorfunction(handler)
+
+
+async def iterate(source: AsyncIterator[Any] | Iterator[Any]) -> AsyncGenerator[Any, None]:
+    """Iterate a sync or async generator; closing this closes the source (its finally runs)."""
+    if isinstance(source, AsyncIterator):
+        agen = source
+        try:
+            async for item in agen:
+                yield item
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return
+    try:
+        for item in source:
+            yield item
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+async def collect(source: AsyncIterator[Any] | Iterator[Any]) -> str:
+    """A streaming handler called by a unary caller: its chunks joined into one reply."""
+    texts: list[str] = []
+    gen = iterate(source)
+    try:
+        async for item in gen:
+            texts.append(item.decode() if isinstance(item, bytes) else str(item))
+    finally:
+        await gen.aclose()
+    return "".join(texts)
+
+
+class StreamingResponse:
+    """One streaming call being served: credits granted by the caller gate each chunk."""
+
+    def __init__(
+        self,
+        *,
+        send_chunk: SendChunk,
+        send_heartbeat: SendHeartbeat,
+        window: int,
+        realtime: bool,
+        heartbeat_interval: float,
+    ) -> None:
+        self._send_chunk = send_chunk
+        self._send_heartbeat = send_heartbeat
+        self.credits = max(1, window)
+        self.realtime = realtime
+        self.heartbeat_interval = heartbeat_interval
+        self.sent = 0
+        self.dropped = 0
+        self._credit = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._last_send = time.monotonic()
+
+    def grant(self, credit: int) -> None:
+        """The caller consumed ``credit`` more chunks."""
+        self.credits += max(0, credit)
+        self._credit.set()
+
+    def cancel(self) -> None:
+        """The caller cancelled: stop the handler (cancels the task serving this call)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self, source: AsyncIterator[Any] | Iterator[Any]) -> None:
+        """Send every item the handler yields; raises what the handler raises."""
+        self._task = asyncio.current_task()
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
+        items = iterate(source)
+        seq = 0
+        try:
+            async for item in items:
+                if not isinstance(item, str | bytes):
+                    raise RpcError.built_in(
+                        RpcError.ErrorCode.APPLICATION_ERROR,
+                        f"streaming handler yielded {type(item).__name__}, not str or bytes",
+                    )
+                if self.credits <= 0 and self.realtime:
+                    self.dropped += 1
+                    seq += 1
+                    continue
+                while self.credits <= 0:
+                    self._credit.clear()
+                    await self._credit.wait()
+                self.credits -= 1
+                await self._send_chunk(item, seq)
+                self._last_send = time.monotonic()
+                self.sent += 1
+                seq += 1
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await items.aclose()
+
+    async def _heartbeats(self) -> None:
+        interval = self.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_send >= interval * 0.9:
+                try:
+                    await self._send_heartbeat()
+                except Exception as exc:
+                    logger.debug("heartbeat not sent: %s", exc)
