@@ -66,14 +66,15 @@ class RpcEndpoint:
         await self.client.handle_response_stream(reader, sender)
 
     def _on_chunk_stream(self, reader: TextStreamReader | ByteStreamReader, sender: str) -> None:
-        self.client.handle_chunk_stream(reader, sender)
+        # Request chunks (client streaming) go to the server side, response chunks to the
+        # client side; request ids are unique, so at most one side knows the id.
+        if not self.server.handle_upload_chunk(reader, sender):
+            self.client.handle_chunk_stream(reader, sender)
 
     def _on_control(self, reader: TextStreamReader, sender: str) -> None:
         attributes = reader.info.attributes
-        if attributes.get(c.ATTR_OP) == c.OP_HEARTBEAT:
+        if not self.server.handle_control(attributes, sender):
             self.client.handle_control(attributes, sender)
-        else:
-            self.server.handle_control(attributes, sender)
 
     def handle_bytes(self, data: bytes, encryption_type: int = c.ENCRYPTION_NONE) -> None:
         """Parse and route one data-channel message. Never raises."""

@@ -18,7 +18,7 @@ from ..wire import constants as c
 from ..wire.packets import DataPacket, rpc_request_packet
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
-from .streaming import RpcCallStream
+from .streaming import RequestSource, RpcCallStream
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class RpcClientManager:
         *,
         destination_identity: str,
         method: str,
-        payload: str,
+        payload: str | RequestSource,
         response_timeout: float | None = None,
         deadline: float | None = None,
         window: int = c.DEFAULT_STREAM_WINDOW,
@@ -137,6 +137,8 @@ class RpcClientManager:
         alive), ``deadline`` the whole call. ``window`` is how many unread chunks the handler
         may send ahead; with ``realtime`` it drops chunks instead of waiting for credit.
         A peer without the streaming extension is called unary; its reply is one chunk.
+        ``payload`` may be an (async) iterable of ``str``/``bytes`` chunks: the handler then
+        reads them from ``data.request_chunks`` (client streaming), under the same window.
         """
         timeout = c.DEFAULT_RESPONSE_TIMEOUT_S if response_timeout is None else response_timeout
         return RpcCallStream(
@@ -178,6 +180,8 @@ class RpcClientManager:
         }
         if stream.realtime:
             attributes[c.ATTR_REALTIME] = "1"
+        if stream.uploads:
+            attributes[c.ATTR_CLIENT_STREAMING] = "1"
         if stream.deadline is not None:
             attributes[c.ATTR_DEADLINE_MS] = str(int(stream.deadline * 1000))
             call.timers.append(
@@ -188,7 +192,7 @@ class RpcClientManager:
             )
         try:
             await self._streams.send_text(
-                stream._payload,
+                stream._payload if isinstance(stream._payload, str) else "",
                 topic=c.RPC_REQUEST_TOPIC,
                 destination_identities=[call.destination],
                 attributes=attributes,
@@ -239,11 +243,28 @@ class RpcClientManager:
         call.stream._on_chunk(reader, int(seq), reader.info.size or 0)
 
     def handle_control(self, attributes: dict[str, str], sender_identity: str) -> None:
-        """A heartbeat for a streaming call."""
+        """A heartbeat, or credit for the request chunks, of a streaming call."""
         call = self._call_from(attributes.get(c.ATTR_REQUEST_ID, ""), sender_identity, "control")
-        if call is not None and call.stream is not None:
-            if attributes.get(c.ATTR_OP) == c.OP_HEARTBEAT:
-                call.stream._on_heartbeat()
+        if call is None or call.stream is None:
+            return
+        op = attributes.get(c.ATTR_OP)
+        if op == c.OP_HEARTBEAT:
+            call.stream._on_heartbeat()
+        elif op == c.OP_CREDIT:
+            credit = attributes.get(c.ATTR_CREDIT, "")
+            call.stream._on_upload_credit(int(credit) if credit.isdigit() else 0)
+
+    async def _send_chunk(self, call: _Call, item: str | bytes, seq: int) -> None:
+        send = self._streams.send_text if isinstance(item, str) else self._streams.send_bytes
+        await send(
+            item,  # type: ignore[arg-type]
+            topic=c.STREAM_CHUNK_TOPIC,
+            destination_identities=[call.destination],
+            attributes={c.ATTR_REQUEST_ID: call.request_id, c.ATTR_SEQ: str(seq)},
+        )
+
+    async def _end_upload(self, call: _Call, error: bool) -> None:
+        await self._send_control(call, c.OP_ABORT if error else c.OP_END, {})
 
     async def _publish(
         self, call: _Call, method: str, payload: str, wire_timeout_ms: int, remote: int

@@ -13,7 +13,7 @@ from livekit.protocol import models
 
 from ..peers import PeerDirectory
 from ..streams.outgoing import OutgoingDataStreamManager
-from ..streams.reader import TextStreamReader
+from ..streams.reader import ByteStreamReader, TextStreamReader
 from ..wire import constants as c
 from ..wire.packets import (
     DataPacket,
@@ -23,7 +23,7 @@ from ..wire.packets import (
 )
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
-from .streaming_server import StreamingResponse, collect, is_streaming_handler
+from .streaming_server import RequestUpload, StreamingResponse, collect, is_streaming_handler
 from .types import RpcInvocationData
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class RpcServerManager:
         self._handlers: dict[str, RpcHandler] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._streaming: dict[tuple[str, str], StreamingResponse] = {}
+        self._uploads: dict[tuple[str, str], RequestUpload] = {}
+        self._serving: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -103,7 +105,46 @@ class RpcServerManager:
 
     def handle_request_stream(self, reader: TextStreamReader, caller_identity: str) -> None:
         """A v2 request stream (topic ``lk.rpc_request``) started arriving."""
+        attributes = reader.info.attributes
+        request_id = attributes.get(c.ATTR_REQUEST_ID, "")
+        if request_id and attributes.get(c.ATTR_CLIENT_STREAMING) == "1":
+            # Registered now, not in the task: its chunks may arrive before the task runs.
+            window = parse_int_leniently(attributes.get(c.ATTR_WINDOW)) or 0
+            window = min(max(window, 1), c.MAX_STREAM_WINDOW)
+
+            async def send_credit(credit: int) -> None:
+                await self._send_control(
+                    caller_identity, request_id, c.OP_CREDIT, {c.ATTR_CREDIT: str(credit)}
+                )
+
+            self._uploads[(caller_identity, request_id)] = RequestUpload(window, send_credit)
         self._spawn(self._serve_v2(reader, caller_identity))
+
+    def handle_upload_chunk(
+        self, reader: TextStreamReader | ByteStreamReader, sender_identity: str
+    ) -> bool:
+        """A request chunk of a client-streaming call; False if no such upload is open."""
+        upload = self._uploads.get(
+            (sender_identity, reader.info.attributes.get(c.ATTR_REQUEST_ID, ""))
+        )
+        if upload is None:
+            return False
+        upload.push(reader)
+        return True
+
+    async def _send_control(
+        self, caller: str, request_id: str, op: str, extra: dict[str, str] | None = None
+    ) -> None:
+        try:
+            await self._streams.send_text(
+                "",
+                topic=c.STREAM_CONTROL_TOPIC,
+                destination_identities=[caller],
+                attributes={c.ATTR_REQUEST_ID: request_id, c.ATTR_OP: op, **(extra or {})},
+                compress=False,
+            )
+        except Exception as exc:
+            logger.warning("streaming RPC %s: %s could not be sent: %s", request_id, op, exc)
 
     async def _serve_v1(self, request: models.RpcRequest, caller: str) -> None:
         await self._send_quietly(rpc_ack_packet(request_id=request.id, destination=caller))
@@ -116,6 +157,20 @@ class RpcServerManager:
 
     async def _serve_v2(self, reader: TextStreamReader, caller: str) -> None:
         attributes = reader.info.attributes
+        key = (caller, attributes.get(c.ATTR_REQUEST_ID, ""))
+        extension = attributes.get(c.ATTR_STREAMING) or attributes.get(c.ATTR_CLIENT_STREAMING)
+        task = asyncio.current_task()
+        if extension and task is not None and key[1]:
+            self._serving[key] = task
+        try:
+            await self._serve_v2_request(reader, caller, attributes)
+        finally:
+            self._uploads.pop(key, None)
+            self._serving.pop(key, None)
+
+    async def _serve_v2_request(
+        self, reader: TextStreamReader, caller: str, attributes: dict[str, str]
+    ) -> None:
         request_id = attributes.get(c.ATTR_REQUEST_ID, "")
         method = attributes.get(c.ATTR_METHOD, "")
         timeout_ms = parse_int_leniently(attributes.get(c.ATTR_RESPONSE_TIMEOUT_MS))
@@ -139,23 +194,23 @@ class RpcServerManager:
             error = RpcError.built_in(E.APPLICATION_ERROR, "Error reading RPC request payload")
             await self._send_error(request_id, caller, error)
             return
-        handler = self._handlers.get(method)
-        if attributes.get(c.ATTR_STREAMING) == "1" and handler and is_streaming_handler(handler):
-            await self._serve_streaming(
-                request_id, handler, payload, timeout_ms, attributes, caller
-            )
+        handler = self._handlers[method]
+        data = RpcInvocationData(
+            request_id,
+            caller,
+            payload,
+            max(timeout_ms, 0) / 1000,
+            self._uploads.get((caller, request_id)),
+        )
+        if attributes.get(c.ATTR_STREAMING) == "1" and is_streaming_handler(handler):
+            await self._serve_streaming(handler, data, attributes)
             return
-        await self._invoke(request_id, method, payload, timeout_ms, caller, True)
+        await self._answer(handler, data, via_stream=True)
 
     async def _serve_streaming(
-        self,
-        request_id: str,
-        handler: RpcHandler,
-        payload: str,
-        timeout_ms: int,
-        attributes: dict[str, str],
-        caller: str,
+        self, handler: RpcHandler, data: RpcInvocationData, attributes: dict[str, str]
     ) -> None:
+        request_id, caller = data.request_id, data.caller_identity
         window = parse_int_leniently(attributes.get(c.ATTR_WINDOW)) or c.DEFAULT_STREAM_WINDOW
         heartbeat_ms = parse_int_leniently(attributes.get(c.ATTR_HEARTBEAT_MS))
         deadline_ms = parse_int_leniently(attributes.get(c.ATTR_DEADLINE_MS))
@@ -172,24 +227,17 @@ class RpcServerManager:
             )
 
         async def send_heartbeat() -> None:
-            await self._streams.send_text(
-                "",
-                topic=c.STREAM_CONTROL_TOPIC,
-                destination_identities=[caller],
-                attributes={c.ATTR_REQUEST_ID: request_id, c.ATTR_OP: c.OP_HEARTBEAT},
-                compress=False,
-            )
+            await self._send_control(caller, request_id, c.OP_HEARTBEAT)
 
         response = StreamingResponse(
             send_chunk=send_chunk,
             send_heartbeat=send_heartbeat,
-            window=window,
+            window=min(window, c.MAX_STREAM_WINDOW),
             realtime=attributes.get(c.ATTR_REALTIME) == "1",
             heartbeat_interval=(heartbeat_ms or int(c.DEFAULT_HEARTBEAT_S * 1000)) / 1000,
         )
         key = (caller, request_id)
         self._streaming[key] = response
-        data = RpcInvocationData(request_id, caller, payload, max(timeout_ms, 0) / 1000)
         deadline = asyncio.timeout(deadline_ms / 1000 if deadline_ms else None)
         failure: RpcError | None = None
         try:
@@ -212,16 +260,26 @@ class RpcServerManager:
                 rpc_response_packet(request_id=request_id, payload="", destination=caller)
             )
 
-    def handle_control(self, attributes: dict[str, str], sender_identity: str) -> None:
-        """Credit or cancel from the caller of a streaming call."""
-        response = self._streaming.get((sender_identity, attributes.get(c.ATTR_REQUEST_ID, "")))
-        if response is None:
-            return
+    def handle_control(self, attributes: dict[str, str], sender_identity: str) -> bool:
+        """Credit, cancel or end-of-request from the caller of an extension call.
+
+        Returns False when no call of this manager matches (the message may be for the
+        local caller's side instead).
+        """
+        key = (sender_identity, attributes.get(c.ATTR_REQUEST_ID, ""))
         op = attributes.get(c.ATTR_OP)
-        if op == c.OP_CREDIT:
+        response, upload = self._streaming.get(key), self._uploads.get(key)
+        if op == c.OP_CREDIT and response is not None:
             response.grant(parse_int_leniently(attributes.get(c.ATTR_CREDIT)) or 0)
-        elif op == c.OP_CANCEL:
-            response.cancel()
+        elif op == c.OP_END and upload is not None:
+            upload.end()
+        elif op == c.OP_ABORT and upload is not None:
+            upload.abort("the caller's request stream failed")
+        elif op == c.OP_CANCEL and key in self._serving:
+            self._serving[key].cancel()
+        else:
+            return False
+        return True
 
     async def _invoke(
         self,
@@ -236,13 +294,17 @@ class RpcServerManager:
         if handler is None:
             await self._send_error(request_id, caller, RpcError.built_in(E.UNSUPPORTED_METHOD))
             return
-        timeout = max(timeout_ms, 0) / 1000
-        data = RpcInvocationData(request_id, caller, payload, timeout)
+        data = RpcInvocationData(request_id, caller, payload, max(timeout_ms, 0) / 1000)
+        await self._answer(handler, data, via_stream=via_stream)
+
+    async def _answer(
+        self, handler: RpcHandler, data: RpcInvocationData, *, via_stream: bool
+    ) -> None:
         outcome = await self._run_handler(handler, data)
         if isinstance(outcome, RpcError):
-            await self._send_error(request_id, caller, outcome)
+            await self._send_error(data.request_id, data.caller_identity, outcome)
         else:
-            await self._respond(request_id, caller, outcome, via_stream)
+            await self._respond(data.request_id, data.caller_identity, outcome, via_stream)
 
     async def _run_handler(self, handler: RpcHandler, data: RpcInvocationData) -> str | RpcError:
         """The handler's response, or the error to send; cancelled at the caller's timeout."""

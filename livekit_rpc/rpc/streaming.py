@@ -13,7 +13,7 @@ import asyncio
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from ..streams.reader import ByteStreamReader, TextStreamReader
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 Chunk = str | bytes
 ChunkSource = TextStreamReader | ByteStreamReader | Chunk
+RequestSource = AsyncIterable[Chunk] | Iterable[Chunk]
 
 
 class RpcCallStream:
@@ -40,7 +41,7 @@ class RpcCallStream:
         *,
         destination_identity: str,
         method: str,
-        payload: str,
+        payload: str | RequestSource,
         response_timeout: float,
         deadline: float | None,
         window: int,
@@ -62,6 +63,10 @@ class RpcCallStream:
         self._consumed_since_credit = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._next_seq = 0
+        self._final_taken = False
+        self._upload: asyncio.Task[None] | None = None
+        self._upload_credits = self.window
+        self._upload_credit = asyncio.Event()
         # metrics
         self._started_at = 0.0
         self._arrivals: list[float] = []
@@ -70,6 +75,11 @@ class RpcCallStream:
         self.dropped_chunks = 0
         self.streaming = False
         """True when the peer speaks the extension; False for the one-chunk unary fallback."""
+
+    @property
+    def uploads(self) -> bool:
+        """True when the request itself is a stream of chunks (client streaming)."""
+        return not isinstance(self._payload, str)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -84,20 +94,55 @@ class RpcCallStream:
         """Send the request (called by ``async with``)."""
         self._started_at = time.perf_counter()
         self.streaming = self._client._peer_streams(self.destination_identity)
+        loop = asyncio.get_running_loop()
         if not self.streaming:
-            self._unary = asyncio.get_running_loop().create_task(
-                self._client.perform_rpc(
-                    destination_identity=self.destination_identity,
-                    method=self.method,
-                    payload=self._payload,
-                    response_timeout=self.response_timeout,
-                )
-            )
+            self._unary = loop.create_task(self._unary_call())
             self._unary.add_done_callback(lambda _: self._wake())
             return
         self._call = await self._client._start_stream_call(self)
         self._call.future.add_done_callback(lambda _: self._wake())
         self._arm_idle_timer()
+        if not isinstance(self._payload, str):
+            self._upload = loop.create_task(self._send_request_chunks(self._call, self._payload))
+
+    async def _unary_call(self) -> str:
+        payload = self._payload
+        if not isinstance(payload, str):  # a peer without the extension gets it all at once
+            pieces = [p async for p in _aiter(payload)]
+            payload = "".join(p.decode() if isinstance(p, bytes) else p for p in pieces)
+        return await self._client.perform_rpc(
+            destination_identity=self.destination_identity,
+            method=self.method,
+            payload=payload,
+            response_timeout=self.response_timeout,
+        )
+
+    async def _send_request_chunks(self, call: _Call, source: RequestSource) -> None:
+        seq = 0
+        try:
+            async for item in _aiter(source):
+                while self._upload_credits <= 0:
+                    self._upload_credit.clear()
+                    await self._upload_credit.wait()
+                self._upload_credits -= 1
+                await self._client._send_chunk(call, item, seq)
+                seq += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._client._end_upload(call, error=True)
+            self._client._fail_call(
+                call,
+                RpcError.built_in(
+                    RpcError.ErrorCode.APPLICATION_ERROR, f"request stream failed: {exc}"
+                ),
+            )
+            return
+        await self._client._end_upload(call, error=False)
+
+    def _on_upload_credit(self, credit: int) -> None:
+        self._upload_credits += credit
+        self._upload_credit.set()
 
     async def cancel(self) -> None:
         """Stop the call; the remote handler is cancelled (its ``finally`` runs)."""
@@ -121,6 +166,9 @@ class RpcCallStream:
         self._finished = True
         self._disarm_idle_timer()
         self._items.clear()
+        if self._upload is not None:
+            self._upload.cancel()
+            await asyncio.gather(self._upload, return_exceptions=True)
 
     # -- iteration -------------------------------------------------------------------------
 
@@ -139,6 +187,11 @@ class RpcCallStream:
                 error = self._call.future.exception()
                 if error is not None:
                     raise error
+                final = self._call.future.result()
+                if final and not self._final_taken:  # a handler that returned, not yielded
+                    self._final_taken = True
+                    self._record(len(final.encode()))
+                    return final
                 raise StopAsyncIteration
             if self._finished:
                 raise StopAsyncIteration
@@ -255,4 +308,10 @@ class RpcCallStream:
         return self.inter_chunk_percentile(99)
 
 
-SendControl = Callable[[str, dict[str, str]], Awaitable[None]]
+async def _aiter(source: RequestSource) -> AsyncIterator[Chunk]:
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item

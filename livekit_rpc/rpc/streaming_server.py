@@ -6,9 +6,11 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from ..streams.reader import ByteStreamReader, TextStreamReader
 from .errors import RpcError
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,6 @@ class StreamingResponse:
         self.sent = 0
         self.dropped = 0
         self._credit = asyncio.Event()
-        self._task: asyncio.Task[Any] | None = None
         self._last_send = time.monotonic()
 
     def grant(self, credit: int) -> None:
@@ -83,14 +84,8 @@ class StreamingResponse:
         self.credits += max(0, credit)
         self._credit.set()
 
-    def cancel(self) -> None:
-        """The caller cancelled: stop the handler (cancels the task serving this call)."""
-        if self._task is not None:
-            self._task.cancel()
-
     async def run(self, source: AsyncIterator[Any] | Iterator[Any]) -> None:
         """Send every item the handler yields; raises what the handler raises."""
-        self._task = asyncio.current_task()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
         items = iterate(source)
         seq = 0
@@ -127,3 +122,72 @@ class StreamingResponse:
                     await self._send_heartbeat()
                 except Exception as exc:
                     logger.debug("heartbeat not sent: %s", exc)
+
+
+class RequestUpload:
+    """The request chunks of a client-streaming call, as the handler iterates them.
+
+    Chunks arrive as data streams; the handler reads them through this async iterator,
+    which grants the caller more credit as it goes. A caller that sends beyond its credit
+    fails the upload (the buffer never holds more than the window).
+    """
+
+    def __init__(self, window: int, send_credit: Callable[[int], Awaitable[None]]) -> None:
+        self.window = window
+        self._send_credit = send_credit
+        self._items: deque[TextStreamReader | ByteStreamReader] = deque()
+        self._ended = False
+        self._error: RpcError | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._consumed = 0
+
+    def push(self, reader: TextStreamReader | ByteStreamReader) -> None:
+        if self._ended:
+            return
+        if len(self._items) >= self.window:
+            self.abort("caller sent more chunks than it had credit for")
+            return
+        self._items.append(reader)
+        self._wake()
+
+    def end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def abort(self, reason: str) -> None:
+        if not self._ended:
+            self._error = RpcError.built_in(RpcError.ErrorCode.APPLICATION_ERROR, reason)
+        self._ended = True
+        self._items.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def __aiter__(self) -> RequestUpload:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        while not self._items:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        reader = self._items.popleft()
+        try:
+            chunk: str | bytes = await reader.read_all()
+        except Exception as exc:
+            raise RpcError.built_in(
+                RpcError.ErrorCode.APPLICATION_ERROR, f"Error reading request chunk: {exc}"
+            ) from exc
+        self._consumed += 1
+        if self._consumed >= max(1, self.window // 2):
+            credit, self._consumed = self._consumed, 0
+            await self._send_credit(credit)
+        return chunk

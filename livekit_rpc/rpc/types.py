@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 
@@ -14,3 +15,5 @@ class RpcInvocationData:
     payload: str
     response_timeout: float
     """Seconds the caller will wait for the response (as sent on the wire)."""
+    request_chunks: AsyncIterator[str | bytes] | None = None
+    """For a client-streaming call, the caller's request chunks in order; otherwise None."""

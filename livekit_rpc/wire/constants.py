@@ -78,3 +78,7 @@ OP_CANCEL: Final = "cancel"
 OP_HEARTBEAT: Final = "heartbeat"
 DEFAULT_STREAM_WINDOW: Final = 32
 DEFAULT_HEARTBEAT_S: Final = 2.0
+ATTR_CLIENT_STREAMING: Final = "lkrpc.client_streaming"
+OP_END: Final = "end"
+OP_ABORT: Final = "abort"
+MAX_STREAM_WINDOW: Final = 1024
