@@ -250,6 +250,9 @@ class RpcClientManager:
         op = attributes.get(c.ATTR_OP)
         if op == c.OP_HEARTBEAT:
             call.stream._on_heartbeat()
+        elif op == c.OP_END:
+            total = attributes.get(c.ATTR_SEQ, "")
+            call.stream._on_end(int(total) if total.isdigit() else 0)
         elif op == c.OP_CREDIT:
             credit = attributes.get(c.ATTR_CREDIT, "")
             call.stream._on_upload_credit(int(credit) if credit.isdigit() else 0)

@@ -253,6 +253,9 @@ class RpcServerManager:
                 failure = RpcError.built_in(E.APPLICATION_ERROR, f"Uncaught error: {exc}")
         finally:
             self._streaming.pop(key, None)
+        if response.realtime and response.dropped:
+            # Chunks dropped at the tail leave no gap for the caller to see: say how many.
+            await self._send_control(caller, request_id, c.OP_END, {c.ATTR_SEQ: str(response.seq)})
         if failure is not None:
             await self._send_error(request_id, caller, failure)
         else:

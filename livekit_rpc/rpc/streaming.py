@@ -245,6 +245,11 @@ class RpcCallStream:
         self._arm_idle_timer()
         self._wake()
 
+    def _on_end(self, total: int) -> None:
+        if total > self._next_seq:
+            self.dropped_chunks += total - self._next_seq
+            self._next_seq = total
+
     def _on_heartbeat(self) -> None:
         self._arm_idle_timer()
 

@@ -76,6 +76,8 @@ class StreamingResponse:
         self.heartbeat_interval = heartbeat_interval
         self.sent = 0
         self.dropped = 0
+        self.seq = 0
+        """Chunks produced so far, sent or dropped."""
         self._credit = asyncio.Event()
         self._last_send = time.monotonic()
 
@@ -88,7 +90,6 @@ class StreamingResponse:
         """Send every item the handler yields; raises what the handler raises."""
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
         items = iterate(source)
-        seq = 0
         try:
             async for item in items:
                 if not isinstance(item, str | bytes):
@@ -98,16 +99,16 @@ class StreamingResponse:
                     )
                 if self.credits <= 0 and self.realtime:
                     self.dropped += 1
-                    seq += 1
+                    self.seq += 1
                     continue
                 while self.credits <= 0:
                     self._credit.clear()
                     await self._credit.wait()
                 self.credits -= 1
-                await self._send_chunk(item, seq)
+                await self._send_chunk(item, self.seq)
                 self._last_send = time.monotonic()
                 self.sent += 1
-                seq += 1
+                self.seq += 1
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
