@@ -28,8 +28,8 @@ demo: $(STAMP)
 	$(BIN)/livekit-rpc demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check livekit_rpc tests bench examples spec
-	$(BIN)/ruff format --check livekit_rpc tests bench examples spec
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
