@@ -141,11 +141,13 @@ def encode_payload(
         content, compression = payload, c.COMPRESSION_NONE
         if compressed is not None and len(compressed) < len(payload):
             content, compression = compressed, route.compression
-        inline = fields.packet(
-            route, compression=compression, total_length=len(payload), inline_content=content
-        )
-        if inline.ByteSize() <= c.STREAM_CHUNK_SIZE:
-            return iter((inline,))
+        # The packet is larger than its content: skip copying a big payload into one.
+        if len(content) <= c.STREAM_CHUNK_SIZE:
+            inline = fields.packet(
+                route, compression=compression, total_length=len(payload), inline_content=content
+            )
+            if inline.ByteSize() <= c.STREAM_CHUNK_SIZE:
+                return iter((inline,))
 
     if compressed is not None:
         header = guard_header(

@@ -95,12 +95,13 @@ def stream_chunk_packet(
     *, stream_id: str, chunk_index: int, content: bytes, destinations: Iterable[str]
 ) -> DataPacket:
     """One chunk of a stream."""
-    return DataPacket(
-        destination_identities=list(destinations),
-        stream_chunk=DataStream.Chunk(
-            stream_id=stream_id, chunk_index=chunk_index, content=content
-        ),
-    )
+    packet = DataPacket(destination_identities=list(destinations))
+    # Set in place: building a Chunk first would copy the content a second time.
+    chunk = packet.stream_chunk
+    chunk.stream_id = stream_id
+    chunk.chunk_index = chunk_index
+    chunk.content = content
+    return packet
 
 
 def stream_trailer_packet(
