@@ -98,6 +98,7 @@ def stream_chunk_packet(
     packet = DataPacket(destination_identities=list(destinations))
     # Set in place: building a Chunk first would copy the content a second time.
     chunk = packet.stream_chunk
+    chunk.SetInParent()
     chunk.stream_id = stream_id
     chunk.chunk_index = chunk_index
     chunk.content = content
