@@ -34,7 +34,14 @@ F = TypeVar("F", bound=RpcHandler)
 E = RpcError.ErrorCode
 
 _COMPRESS_CHUNKS_FROM = 1024
-_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
+# What JavaScript's parseInt skips before a number (WhiteSpace and LineTerminator), and
+# the ASCII digits it reads: Python's \s and \d would accept more.
+_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_LEADING_INT = re.compile(f"[{_JS_SPACE}]*([+-]?)0*([0-9]+)")
+_MAX_DIGITS = 100
+"""Longer numbers are refused: no attribute means them, and int() would refuse 4300+ digits."""
+_MAX_TIMEOUT_MS = 2**32 - 1
+"""The largest response timeout a v1 request can carry (uint32); v2 values are capped to it."""
 
 
 def parse_int_leniently(value: str | None) -> int | None:
@@ -42,7 +49,14 @@ def parse_int_leniently(value: str | None) -> int | None:
     if value is None:
         return None
     match = _LEADING_INT.match(value)
-    return int(match.group(1)) if match else None
+    if match is None or len(match.group(2)) > _MAX_DIGITS:
+        return None
+    return int(match.group(1) + match.group(2))
+
+
+def _timeout_s(timeout_ms: int) -> float:
+    """A wire response timeout in seconds, within [0, 2**32 - 1 ms]."""
+    return min(max(timeout_ms, 0), _MAX_TIMEOUT_MS) / 1000
 
 
 class RpcServerManager:
@@ -199,7 +213,7 @@ class RpcServerManager:
             request_id,
             caller,
             payload,
-            max(timeout_ms, 0) / 1000,
+            _timeout_s(timeout_ms),
             self._uploads.get((caller, request_id)),
         )
         if attributes.get(c.ATTR_STREAMING) == "1" and is_streaming_handler(handler):
@@ -297,7 +311,7 @@ class RpcServerManager:
         if handler is None:
             await self._send_error(request_id, caller, RpcError.built_in(E.UNSUPPORTED_METHOD))
             return
-        data = RpcInvocationData(request_id, caller, payload, max(timeout_ms, 0) / 1000)
+        data = RpcInvocationData(request_id, caller, payload, _timeout_s(timeout_ms))
         await self._answer(handler, data, via_stream=via_stream)
 
     async def _answer(

@@ -168,32 +168,27 @@ class StreamAssembler:
         if not header.stream_id:
             logger.warning("stream header from %s without a stream id; dropped", sender)
             return []
+        if header.stream_id in self._open:
+            # Checked first: events are keyed by stream id, so no other stream (inline or
+            # refused) may reuse the id of one still open.
+            logger.warning(
+                "stream %s from %s is already in progress; second header dropped",
+                header.stream_id,
+                sender,
+            )
+            return []
         info = _info(header, kind, encryption_type)
         total = header.total_length if header.HasField("total_length") else None
         opened = StreamOpened(kind, info, sender)
 
-        if header.compression not in SUPPORTED_COMPRESSIONS:
-            logger.warning("stream %s: unknown compression %d", info.stream_id, header.compression)
-            return [
-                opened,
-                StreamFailed(
-                    info.stream_id,
-                    DataStreamError(
-                        R.UNSUPPORTED_COMPRESSION, f"unsupported compression {header.compression}"
-                    ),
-                ),
-            ]
+        unsupported = _unsupported_compression(header.compression, total)
+        if unsupported is not None:
+            logger.warning("stream %s: %s", info.stream_id, unsupported)
+            error = DataStreamError(R.UNSUPPORTED_COMPRESSION, unsupported)
+            return [opened, StreamFailed(info.stream_id, error)]
         if header.HasField("inline_content"):
             return [opened, *self._inline(header, kind, info, total)]
 
-        existing = self._open.get(info.stream_id)
-        if existing is not None:
-            logger.warning(
-                "stream %s from %s is already in progress; second header dropped",
-                info.stream_id,
-                sender,
-            )
-            return []
         if sum(1 for s in self._open.values() if s.sender == sender) >= (
             self.limits.max_open_streams_per_sender
         ):
@@ -373,6 +368,16 @@ def _info(header: DataStream.Header, kind: StreamKind, encryption_type: int) -> 
             generated=th.generated,
         )
     return ByteStreamInfo(**common, name=header.byte_header.name)  # type: ignore[arg-type]
+
+
+def _unsupported_compression(compression: int, total_length: int | None) -> str | None:
+    """Why a header's compression cannot be read, or None if it can."""
+    if compression not in SUPPORTED_COMPRESSIONS:
+        return f"unknown compression {compression}"
+    if compression == c.COMPRESSION_LKRPC_ZSTD and total_length is None:
+        # Truncation of a zstd stream shows only against total_length, so it is required.
+        return "zstd stream without total_length"
+    return None
 
 
 def _too_large(exc: Exception) -> str:

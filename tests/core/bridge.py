@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from livekit_rpc import RpcEndpoint, StaticPeerDirectory
 from livekit_rpc.wire.constants import CLIENT_PROTOCOL, LOCAL_CAPABILITIES
 from livekit_rpc.wire.packets import DataPacket
+
+Tamper = Callable[[str, DataPacket], DataPacket | None]
+"""Rewrites a packet in flight (``sender``, ``packet``); returning None drops it."""
 
 
 class Bridge:
     """Routes packets between endpoints by identity, stamping the sender like a server does.
 
     Every packet crosses as bytes (serialize, parse), and is recorded in ``log`` as
-    ``(sender, packet)`` for assertions on the wire.
+    ``(sender, packet)`` for assertions on the wire. ``tamper``, when set, sees each packet
+    before it is logged and delivered, and may change or drop it.
     """
 
     def __init__(self) -> None:
         self.endpoints: dict[str, RpcEndpoint] = {}
         self.directories: dict[str, StaticPeerDirectory] = {}
+        self.advertised: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.log: list[tuple[str, DataPacket]] = []
         self.fail_sends_from: set[str] = set()
+        self.tamper: Tamper | None = None
 
     def join(
         self,
@@ -32,11 +38,9 @@ class Bridge:
         **kwargs: object,
     ) -> RpcEndpoint:
         directory = StaticPeerDirectory()
-        for other, endpoint in self.endpoints.items():
-            mine = self.advertised[other]
-            directory.add(other, *mine)
+        for other in self.endpoints:
+            directory.add(other, *self.advertised[other])
             self.directories[other].add(identity, client_protocol, capabilities)
-            del endpoint
         self.advertised[identity] = (client_protocol, tuple(capabilities))
 
         async def send(packet: DataPacket) -> None:
@@ -47,18 +51,18 @@ class Bridge:
         self.directories[identity] = directory
         return endpoint
 
-    @property
-    def advertised(self) -> dict[str, tuple[int, tuple[int, ...]]]:
-        if not hasattr(self, "_advertised"):
-            self._advertised: dict[str, tuple[int, tuple[int, ...]]] = {}
-        return self._advertised
-
     async def _route(self, sender: str, packet: DataPacket) -> None:
         if sender in self.fail_sends_from:
             raise ConnectionError("transport closed")
         wire = DataPacket()
         wire.ParseFromString(packet.SerializeToString())
         wire.participant_identity = sender
+        if self.tamper is not None:
+            tampered = self.tamper(sender, wire)
+            if tampered is None:
+                await asyncio.sleep(0)
+                return
+            wire = tampered
         self.log.append((sender, wire))
         targets = list(wire.destination_identities) or [i for i in self.endpoints if i != sender]
         data = wire.SerializeToString()
@@ -70,6 +74,7 @@ class Bridge:
     async def leave(self, identity: str) -> None:
         endpoint = self.endpoints.pop(identity)
         self.directories.pop(identity)
+        self.advertised.pop(identity)
         for other, directory in self.directories.items():
             directory.remove(identity)
             self.endpoints[other].handle_participant_disconnected(identity)
