@@ -279,7 +279,7 @@ class _StreamCompressor:
             else None
         )
         self._zstd = (
-            zstandard.ZstdCompressor(level=zstd_level).compressobj()
+            zstandard.ZstdCompressor(level=zstd_level, write_checksum=True).compressobj()
             if compression == c.COMPRESSION_LKRPC_ZSTD
             else None
         )

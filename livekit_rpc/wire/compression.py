@@ -46,7 +46,7 @@ def compress(compression: int, data: bytes, *, zstd_level: int = DEFAULT_ZSTD_LE
 def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
     # Building a compressor costs more than compressing a small payload; one per level is
     # reused (the event loop runs one compression at a time).
-    return zstandard.ZstdCompressor(level=level)
+    return zstandard.ZstdCompressor(level=level, write_checksum=True)
 
 
 class _CappedSink:
