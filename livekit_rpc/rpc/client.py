@@ -319,7 +319,7 @@ class RpcClientManager:
         if call is None or call.state is CallState.DONE:
             logger.debug("%s for unknown or finished call %s ignored", what, request_id)
             return None
-        if sender and sender != call.destination:
+        if sender != call.destination:
             logger.warning(
                 "%s for call %s from %s, but the call went to %s; ignored",
                 what,

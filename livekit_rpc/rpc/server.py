@@ -208,7 +208,10 @@ class RpcServerManager:
             error = RpcError.built_in(E.APPLICATION_ERROR, "Error reading RPC request payload")
             await self._send_error(request_id, caller, error)
             return
-        handler = self._handlers[method]
+        handler = self._handlers.get(method)
+        if handler is None:  # unregistered while the payload was arriving
+            await self._send_error(request_id, caller, RpcError.built_in(E.UNSUPPORTED_METHOD))
+            return
         data = RpcInvocationData(
             request_id,
             caller,

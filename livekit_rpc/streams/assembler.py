@@ -252,11 +252,11 @@ class StreamAssembler:
             return []
         if encryption_type != state.encryption_type:
             return [self._fail(sid, R.ENCRYPTION_TYPE_MISMATCH, "Encryption type mismatch")]
-        state.last_activity = now
         index = chunk.chunk_index
-        if index < state.next_index:
+        if index < state.next_index:  # a replay is not progress: it does not reset idleness
             logger.warning("stream %s: duplicate chunk %d dropped", sid, index)
             return []
+        state.last_activity = now
         if index > state.next_index:
             return [
                 self._fail(sid, R.INCOMPLETE, f"Missing chunk(s) {state.next_index}..{index - 1}")
@@ -286,9 +286,7 @@ class StreamAssembler:
             if state.total_length and state.received > state.total_length:
                 return [self._fail_error(sid, _length_exceeded(state.received, state.total_length))]
             if state.received > self.limits.max_stream_bytes:
-                return [
-                    self._fail(sid, R.PAYLOAD_TOO_LARGE, "stream exceeds the maximum payload size")
-                ]
+                return [self._fail(sid, R.PAYLOAD_TOO_LARGE, _TOO_LARGE)]
             if state.decoder is None:
                 events.append(StreamData(sid, piece))
                 continue
