@@ -149,9 +149,24 @@ def _run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0, help="dev server port (default: a free one)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # imports the room SDK (aiortc) only when needed
+
+    return asyncio.run(run_demo(port=args.port))
+
+
 COMMANDS: dict[str, Command] = {
     "server": Command("run the dev room server", _configure_server, _run_server),
     "token": Command("print a join token", _configure_token, _run_token),
+    "demo": Command(
+        "run the dev server and participants in separate processes (loopback only)",
+        _configure_demo,
+        _run_demo,
+    ),
 }
 """Subcommand name -> :class:`Command`. Add entries here to add subcommands."""
 
