@@ -41,13 +41,13 @@ async def main(count: int, rate: float) -> None:
             return mint_token(DEV_API_KEY, DEV_API_SECRET, identity=identity, room="llm")
 
         model, viewer = Room(), Room()
+        await model.connect(server.url, token("model"), LOOPBACK)
 
         @model.local_participant.register_rpc_method("generate")
         async def generate(data: RpcInvocationData) -> AsyncIterator[str]:
             async for piece in fake_model(data.payload, count, rate):
                 yield piece
 
-        await model.connect(server.url, token("model"), LOOPBACK)
         await viewer.connect(server.url, token("viewer"), LOOPBACK)
         try:
             started = time.perf_counter()
