@@ -6,12 +6,13 @@ timestamp, and send the packets these functions produce in order.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..peers import PeerDirectory
 from ..wire import constants as c
-from ..wire.compression import compress
+from ..wire.compression import compress_pieces
 from ..wire.packets import (
     DataPacket,
     DataStream,
@@ -133,37 +134,70 @@ def encode_payload(
     into packets all at once.
     """
     is_text = fields.text_header is not None
+    size = c.STREAM_CHUNK_SIZE
     compressed: bytes | None = None
+    compressed_pieces: Iterator[bytes] = iter(())
     if route.compression != c.COMPRESSION_NONE:
-        compressed = compress(route.compression, payload, zstd_level=zstd_level)
+        compressed_pieces = compress_pieces(route.compression, payload, zstd_level=zstd_level)
+        # Compress just far enough to know whether the result fits one inline packet; the
+        # rest is compressed as chunks are sent, so a big payload is never held twice.
+        head = _take_more_than(compressed_pieces, size)
+        if len(head) <= size:
+            compressed = bytes(head)
+        compressed_pieces = itertools.chain((bytes(head),), compressed_pieces)
 
     if allow_inline and route.v2:
         content, compression = payload, c.COMPRESSION_NONE
         if compressed is not None and len(compressed) < len(payload):
             content, compression = compressed, route.compression
         # The packet is larger than its content: skip copying a big payload into one.
-        if len(content) <= c.STREAM_CHUNK_SIZE:
+        if len(content) <= size:
             inline = fields.packet(
                 route, compression=compression, total_length=len(payload), inline_content=content
             )
-            if inline.ByteSize() <= c.STREAM_CHUNK_SIZE:
+            if inline.ByteSize() <= size:
                 return iter((inline,))
 
-    if compressed is not None:
+    if route.compression != c.COMPRESSION_NONE:
         header = guard_header(
             fields.packet(route, compression=route.compression, total_length=len(payload))
         )
-        pieces: Iterable[bytes] = _lazy_slices(compressed, c.STREAM_CHUNK_SIZE)
+        pieces: Iterable[bytes] = _exact_slices(compressed_pieces, size)
     else:
         header = guard_header(
             fields.packet(route, compression=c.COMPRESSION_NONE, total_length=len(payload))
         )
-        pieces = (
-            iter_split_utf8(payload, c.STREAM_CHUNK_SIZE)
-            if is_text
-            else _lazy_slices(payload, c.STREAM_CHUNK_SIZE)
-        )
+        pieces = iter_split_utf8(payload, size) if is_text else _lazy_slices(payload, size)
     return _framed(header, fields.stream_id, pieces, route.destinations)
+
+
+def _take_more_than(pieces: Iterator[bytes], limit: int) -> bytearray:
+    """Concatenate pieces until more than ``limit`` bytes are held or the pieces run out."""
+    head = bytearray()
+    for piece in pieces:
+        head += piece
+        if len(head) > limit:
+            break
+    return head
+
+
+def _exact_slices(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Re-cut a sequence of byte strings into ``size``-byte slices (the last may be shorter)."""
+    pending = bytearray()
+    for piece in pieces:
+        if not pending and len(piece) >= size:  # common case: slice a big piece directly
+            view = memoryview(piece)
+            whole = len(piece) - len(piece) % size
+            for start in range(0, whole, size):
+                yield bytes(view[start : start + size])
+            pending += view[whole:]
+            continue
+        pending += piece
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)
 
 
 def _lazy_slices(data: bytes, size: int) -> Iterator[bytes]:

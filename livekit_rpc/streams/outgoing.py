@@ -7,15 +7,12 @@ import mimetypes
 import os
 import time
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-import zstandard
-
 from ..peers import PeerDirectory
 from ..wire import constants as c
-from ..wire.compression import DEFAULT_ZSTD_LEVEL
+from ..wire.compression import DEFAULT_ZSTD_LEVEL, StreamCompressor
 from ..wire.packets import DataPacket
 from .framing import (
     ChunkFramer,
@@ -187,7 +184,7 @@ class OutgoingDataStreamManager:
             fields.packet(route, compression=route.compression, total_length=size)
         )
         framer = ChunkFramer(fields.stream_id, destinations)
-        encoder = _StreamCompressor(route.compression, self.zstd_level)
+        encoder = StreamCompressor(route.compression, self.zstd_level, size=size)
         await self._send(header)
         read = 0
         with open(file_path, "rb") as handle:  # noqa: ASYNC230 - bounded reads of a local file
@@ -267,36 +264,6 @@ def _byte_info(fields: StreamHeaderFields, size: int) -> ByteStreamInfo:
         attributes=dict(fields.attributes),
         name=fields.byte_name or "",
     )
-
-
-class _StreamCompressor:
-    """Incremental whole-stream compression (or pass-through) for ``send_file``."""
-
-    def __init__(self, compression: int, zstd_level: int) -> None:
-        self._deflate = (
-            zlib.compressobj(-1, zlib.DEFLATED, -15)
-            if compression == c.COMPRESSION_DEFLATE_RAW
-            else None
-        )
-        self._zstd = (
-            zstandard.ZstdCompressor(level=zstd_level, write_checksum=True).compressobj()
-            if compression == c.COMPRESSION_LKRPC_ZSTD
-            else None
-        )
-
-    def feed(self, data: bytes) -> bytes:
-        if self._deflate is not None:
-            return self._deflate.compress(data)
-        if self._zstd is not None:
-            return bytes(self._zstd.compress(data))
-        return data
-
-    def finish(self) -> bytes:
-        if self._deflate is not None:
-            return self._deflate.flush()
-        if self._zstd is not None:
-            return bytes(self._zstd.flush())
-        return b""
 
 
 W = TypeVar("W", str, bytes)

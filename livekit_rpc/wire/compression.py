@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Iterator
 from typing import Final
 
 import zstandard
@@ -47,6 +48,62 @@ def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
     # Building a compressor costs more than compressing a small payload; one per level is
     # reused (the event loop runs one compression at a time).
     return zstandard.ZstdCompressor(level=level, write_checksum=True)
+
+
+class StreamCompressor:
+    """Incremental whole-payload compression (pass-through for NONE).
+
+    Feeding a payload in pieces gives the same deflate-raw bytes as one-shot :func:`compress`;
+    for zstd, ``size`` (when known) is written into the frame header.
+    """
+
+    def __init__(self, compression: int, zstd_level: int, size: int | None = None) -> None:
+        self._deflate = (
+            zlib.compressobj(-1, zlib.DEFLATED, -15)
+            if compression == COMPRESSION_DEFLATE_RAW
+            else None
+        )
+        self._zstd = (
+            zstandard.ZstdCompressor(level=zstd_level, write_checksum=True).compressobj(
+                size=-1 if size is None else size
+            )
+            if compression == COMPRESSION_LKRPC_ZSTD
+            else None
+        )
+
+    def feed(self, data: bytes | memoryview) -> bytes:
+        if self._deflate is not None:
+            return self._deflate.compress(data)
+        if self._zstd is not None:
+            return bytes(self._zstd.compress(data))
+        return bytes(data)
+
+    def finish(self) -> bytes:
+        if self._deflate is not None:
+            return self._deflate.flush()
+        if self._zstd is not None:
+            return bytes(self._zstd.flush())
+        return b""
+
+
+def compress_pieces(
+    compression: int, data: bytes, *, zstd_level: int = DEFAULT_ZSTD_LEVEL, step: int = 1 << 20
+) -> Iterator[bytes]:
+    """The compressed form of ``data``, produced ``step`` input bytes at a time.
+
+    Lets a sender stream a large payload out without holding its compressed copy whole.
+    Payloads up to ``step`` are compressed in one call (the same bytes as :func:`compress`).
+    """
+    if len(data) <= step:
+        yield compress(compression, data, zstd_level=zstd_level)
+        return
+    compressor = StreamCompressor(compression, zstd_level, size=len(data))
+    view = memoryview(data)
+    for start in range(0, len(data), step):
+        out = compressor.feed(view[start : start + step])
+        if out:
+            yield out
+    yield compressor.finish()
 
 
 class _CappedSink:
