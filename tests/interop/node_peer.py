@@ -426,7 +426,10 @@ class NodePeer:
                 )
             changed = self._changed
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
+                # races with the inner completion, leaving the cancelled task running.
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
             except TimeoutError:
                 pass
 
@@ -469,7 +472,8 @@ class NodePeer:
             stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
             async with self._write_lock:
                 await stdin.drain()
-            reply = await asyncio.wait_for(fut, self.command_timeout)
+            async with asyncio.timeout(self.command_timeout):  # not wait_for: see next_event
+                reply = await fut
         except (BrokenPipeError, ConnectionResetError) as e:
             raise NodePeerError(f"{self.identity}: cannot write to the peer: {e!r}") from e
         finally:

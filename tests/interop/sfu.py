@@ -276,10 +276,13 @@ class FakeSfu:
 
     async def _stop(self, ep: _Endpoint) -> None:
         if ep.task is not None:
-            ep.task.cancel()
             # asyncio.wait never raises the task's CancelledError but still lets a
-            # cancellation of the caller through.
-            await asyncio.wait([ep.task])
+            # cancellation of the caller through. Cancel until it is done: a deliver callable
+            # may swallow one cancellation (asyncio.wait_for does on Python 3.11 when its
+            # inner future completes at the same moment), which used to hang disconnect().
+            while not ep.task.done():
+                ep.task.cancel()
+                await asyncio.wait([ep.task], timeout=1.0)
             ep.task = None
 
     async def close(self) -> None:
