@@ -6,23 +6,22 @@ import asyncio
 import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from livekit.protocol import models
 
+from ..emitter import PacketEmitter, SendPacket
 from ..peers import PeerDirectory
 from ..streams.outgoing import OutgoingDataStreamManager
 from ..streams.reader import ByteStreamReader, TextStreamReader
 from ..wire import constants as c
-from ..wire.packets import DataPacket, rpc_request_packet
+from ..wire.packets import rpc_request_packet
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
 from .streaming import RequestSource, RpcCallStream
 
 logger = logging.getLogger(__name__)
 
-SendPacket = Callable[[DataPacket], Awaitable[None]]
 E = RpcError.ErrorCode
 
 
@@ -55,22 +54,23 @@ class _Call:
             self.future.set_result(result)
 
 
-class RpcClientManager:
+class RpcClientManager(PacketEmitter):
     """Performs calls and matches acks and responses to them.
 
     Transport-agnostic: packets go out through ``send_packet`` (awaited, so a failed send
-    fails the call at once), v2 payloads through ``streams``; ``peers`` tells each
-    destination's client_protocol, which picks v1 packets or v2 data streams.
+    fails the call at once) or, without it, as ``"send_packet"`` events of this pyee emitter;
+    v2 payloads go through ``streams``; ``peers`` tells each destination's client_protocol,
+    which picks v1 packets or v2 data streams.
     """
 
     def __init__(
         self,
         *,
-        send_packet: SendPacket,
         streams: OutgoingDataStreamManager,
         peers: PeerDirectory,
+        send_packet: SendPacket | None = None,
     ) -> None:
-        self._send = send_packet
+        super().__init__(send_packet)
         self._streams = streams
         self._peers = peers
         self._calls: dict[str, _Call] = {}

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from livekit.protocol import models
 
+from ..emitter import PacketEmitter, SendPacket
 from ..peers import PeerDirectory
 from ..streams.outgoing import OutgoingDataStreamManager
 from ..streams.reader import ByteStreamReader, TextStreamReader
@@ -28,7 +29,6 @@ from .types import RpcInvocationData
 
 logger = logging.getLogger(__name__)
 
-SendPacket = Callable[[DataPacket], Awaitable[None]]
 RpcHandler = Callable[[RpcInvocationData], Awaitable[str] | str]
 F = TypeVar("F", bound=RpcHandler)
 E = RpcError.ErrorCode
@@ -59,8 +59,11 @@ def _timeout_s(timeout_ms: int) -> float:
     return min(max(timeout_ms, 0), _MAX_TIMEOUT_MS) / 1000
 
 
-class RpcServerManager:
+class RpcServerManager(PacketEmitter):
     """Runs registered methods for incoming calls and sends acks, responses and errors.
+
+    Packets go out through ``send_packet`` or, without it, as ``"send_packet"`` events of this
+    pyee emitter; response streams go through ``streams``.
 
     Every request is acknowledged at once; each handler runs in its own task (owned here and
     cancelled by :meth:`aclose`) and is cancelled when the caller's response timeout passes.
@@ -69,11 +72,11 @@ class RpcServerManager:
     def __init__(
         self,
         *,
-        send_packet: SendPacket,
         streams: OutgoingDataStreamManager,
         peers: PeerDirectory,
+        send_packet: SendPacket | None = None,
     ) -> None:
-        self._send = send_packet
+        super().__init__(send_packet)
         self._streams = streams
         self._peers = peers
         self._handlers: dict[str, RpcHandler] = {}

@@ -19,6 +19,7 @@ from ..wire.compression import (
     CompressionError,
     DecompressedTooLargeError,
     Decompressor,
+    decompress_whole,
 )
 from ..wire.packets import DataPacket, DataStream
 from .types import (
@@ -216,8 +217,7 @@ class StreamAssembler:
         data = header.inline_content
         try:
             if header.compression != c.COMPRESSION_NONE:
-                decompressor = Decompressor(header.compression, self.limits.max_stream_bytes)
-                data = b"".join([*decompressor.feed(data), *decompressor.finish()])
+                data = decompress_whole(header.compression, data, self.limits.max_stream_bytes)
             elif len(data) > self.limits.max_stream_bytes:
                 raise DecompressedTooLargeError("inline payload over the stream cap")
         except DecompressedTooLargeError as exc:

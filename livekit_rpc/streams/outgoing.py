@@ -7,9 +7,10 @@ import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
+from ..emitter import PacketEmitter, SendPacket
 from ..peers import PeerDirectory
 from ..wire import constants as c
 from ..wire.compression import DEFAULT_ZSTD_LEVEL, StreamCompressor
@@ -25,7 +26,6 @@ from .framing import (
 )
 from .types import ByteStreamInfo, DataStreamError, DataStreamErrorReason, TextStreamInfo
 
-SendPacket = Callable[[DataPacket], Awaitable[None]]
 ProgressCallback = Callable[[float], None]
 
 _FILE_READ_SIZE = 1 << 20
@@ -35,7 +35,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class OutgoingDataStreamManager:
+class OutgoingDataStreamManager(PacketEmitter):
     """Sends data streams with LiveKit's framing, picking inline and compression per recipient.
 
     ``send_packet`` delivers one DataPacket on the reliable channel and may wait (for
@@ -44,12 +44,12 @@ class OutgoingDataStreamManager:
 
     def __init__(
         self,
-        send_packet: SendPacket,
+        send_packet: SendPacket | None,
         peers: PeerDirectory,
         *,
         zstd_level: int = DEFAULT_ZSTD_LEVEL,
     ) -> None:
-        self._send = send_packet
+        super().__init__(send_packet)
         self._peers = peers
         self.zstd_level = zstd_level
 

@@ -45,7 +45,8 @@ class _StreamReader(Generic[T, I]):
         self._wake()
 
     def _finish(self, attributes: dict[str, str]) -> None:
-        self._info = replace(self._info, attributes=attributes)
+        if attributes != self._info.attributes:  # a trailer added or changed some
+            self._info = replace(self._info, attributes=attributes)
         self._done = True
         self._wake()
 
