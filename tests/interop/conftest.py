@@ -5,12 +5,11 @@ exchanging serialized DataPackets through the fake SFU (:func:`make_pair`)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import logging
 import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,12 @@ from livekit.protocol import models
 
 from livekit_rpc import RpcEndpoint, RpcInvocationData, StaticPeerDirectory, StreamLimits
 from livekit_rpc.wire import constants as c
+from tests.hygiene import ErrorRecords, asyncio_reports_nothing, no_leftover_tasks
 
 from .node_peer import NodePeer, RemotePeer, ensure_built
 from .sfu import Crossing, FakeSfu
+
+__all__ = ["asyncio_reports_nothing", "no_leftover_tasks"]
 
 DataPacket = models.DataPacket
 DEFLATE_RAW = models.DataStream.CompressionType.DEFLATE_RAW
@@ -39,40 +41,7 @@ PY_CAPABILITIES: tuple[int, ...] = tuple(c.LOCAL_CAPABILITIES)
 # ---- generic checks every interop test gets -----------------------------------------------
 
 
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture(autouse=True)
-def asyncio_reports_nothing() -> Iterator[None]:
-    """Fail on "exception was never retrieved", "Task was destroyed but it is pending!" …"""
-    handler = _ErrorRecords()
-    asyncio_logger = logging.getLogger("asyncio")
-    asyncio_logger.addHandler(handler)
-    try:
-        yield
-        gc.collect()
-    finally:
-        asyncio_logger.removeHandler(handler)
-    assert not handler.records, [r.getMessage() for r in handler.records]
-
-
-@pytest.fixture(autouse=True)
-async def no_leftover_tasks() -> AsyncIterator[None]:
-    """Every task a test starts (ours, the SFU's, the Node driver's) must be finished when the
-    test and its fixtures are done (autouse: set up first, so torn down last)."""
-    yield
-    current = asyncio.current_task()
-    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in leftover:
-        task.cancel()
-    await asyncio.gather(*leftover, return_exceptions=True)
-    assert not leftover, leftover
+# asyncio_reports_nothing and no_leftover_tasks (imported above) apply to every test here.
 
 
 HANG_TIMEOUT_S = 60.0
@@ -189,7 +158,7 @@ class Pair:
     """JS event kinds (``dispatch_error``, ``packet_dropped``) a test expects to see."""
     _delivering: bool = True
     _py_connected: bool = True
-    _errors: _ErrorRecords = field(default_factory=_ErrorRecords)
+    _errors: ErrorRecords = field(default_factory=ErrorRecords)
 
     # -- wiring ----------------------------------------------------------------------------
 
