@@ -56,7 +56,7 @@ class RpcCallStream:
         self.window = max(1, window)
         self.realtime = realtime
         self._items: deque[ChunkSource] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        self._arrival = asyncio.Event()
         self._call: _Call | None = None
         self._unary: asyncio.Task[str] | None = None
         self._finished = False
@@ -195,11 +195,8 @@ class RpcCallStream:
                 raise StopAsyncIteration
             if self._finished:
                 raise StopAsyncIteration
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
+            self._arrival.clear()
+            await self._arrival.wait()
 
     def _unary_outcome(self) -> Chunk:
         assert self._unary is not None
@@ -259,8 +256,7 @@ class RpcCallStream:
         self.byte_count += size
 
     def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        self._arrival.set()
 
     # -- liveness --------------------------------------------------------------------------
 

@@ -139,7 +139,7 @@ class RequestUpload:
         self._items: deque[TextStreamReader | ByteStreamReader] = deque()
         self._ended = False
         self._error: RpcError | None = None
-        self._wakeup: asyncio.Future[None] | None = None
+        self._arrival = asyncio.Event()
         self._consumed = 0
 
     def push(self, reader: TextStreamReader | ByteStreamReader) -> None:
@@ -163,8 +163,7 @@ class RequestUpload:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        self._arrival.set()
 
     def __aiter__(self) -> RequestUpload:
         return self
@@ -175,11 +174,8 @@ class RequestUpload:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
+            self._arrival.clear()
+            await self._arrival.wait()
         reader = self._items.popleft()
         try:
             chunk: str | bytes = await reader.read_all()

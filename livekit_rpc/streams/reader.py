@@ -27,7 +27,7 @@ class _StreamReader(Generic[T, I]):
         self._pieces: deque[T] = deque()
         self._done = False
         self._error: DataStreamError | None = None
-        self._wakeup: asyncio.Future[None] | None = None
+        self._arrival = asyncio.Event()
 
     @property
     def info(self) -> I:
@@ -56,8 +56,7 @@ class _StreamReader(Generic[T, I]):
         self._wake()
 
     def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        self._arrival.set()
 
     # -- consumer API -----------------------------------------------------------------------
 
@@ -72,11 +71,8 @@ class _StreamReader(Generic[T, I]):
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
+            self._arrival.clear()
+            await self._arrival.wait()
 
     async def _collect(self) -> list[T]:
         return [piece async for piece in self]
