@@ -43,9 +43,10 @@ RELIABLE_LABEL = "_reliable"
 LOSSY_LABEL = "_lossy"
 """Label of the unordered, unreliable data channel."""
 
+_LOSSY = models.DataPacket.Kind.LOSSY  # read per packet: protobuf enum attributes are slow
 _KIND_BY_LABEL = {
     RELIABLE_LABEL: models.DataPacket.Kind.RELIABLE,
-    LOSSY_LABEL: models.DataPacket.Kind.LOSSY,
+    LOSSY_LABEL: _LOSSY,
 }
 
 
@@ -128,7 +129,7 @@ def route_data_message(
     for peer in peers:
         if peer.sid == sender.sid:
             continue
-        if kind == models.DataPacket.Kind.LOSSY and not peer.active:
+        if kind == _LOSSY and not peer.active:
             continue
         if targeted and not (
             peer.identity in destination_identities or peer.sid in destination_sids

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import zstandard
 
@@ -126,10 +126,29 @@ class _CappedSink:
         return pieces
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_zstd_decompressor() -> zstandard.ZstdDecompressor:
+    # Building a decompression context costs more than decoding a small payload. This one is
+    # used only by decompress_whole, which runs start to end without yielding to the event
+    # loop, so no two payloads ever share it at the same time; every stream_writer() starts
+    # from a fresh session, whatever the previous payload left behind.
+    return zstandard.ZstdDecompressor()
+
+
+def decompress_whole(compression: int, data: bytes, max_output: int) -> bytes:
+    """Decompress a complete payload (an inline header's content) in one call.
+
+    The result and the errors are those of a :class:`Decompressor` fed ``data`` and then
+    finished; only the zstd context is reused across calls.
+    """
+    decompressor = Decompressor(compression, max_output, _shared_context=True)
+    return b"".join([*decompressor.feed(data), *decompressor.finish()])
+
+
 class Decompressor:
     """Incremental decompression of one stream with a hard cap on total output bytes."""
 
-    def __init__(self, compression: int, max_output: int) -> None:
+    def __init__(self, compression: int, max_output: int, *, _shared_context: bool = False) -> None:
         if compression not in (COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD):
             raise ValueError(f"unsupported compression {compression}")
         self.compression = compression
@@ -137,15 +156,16 @@ class Decompressor:
         self.total_out = 0
         self._inflater = zlib.decompressobj(-15) if compression == COMPRESSION_DEFLATE_RAW else None
         self._zstd_sink = _CappedSink(max_output)
-        self._zstd_writer = (
-            zstandard.ZstdDecompressor().stream_writer(
+        self._zstd_writer: Any = None
+        if compression == COMPRESSION_LKRPC_ZSTD:
+            context = (
+                _shared_zstd_decompressor() if _shared_context else zstandard.ZstdDecompressor()
+            )
+            self._zstd_writer = context.stream_writer(
                 self._zstd_sink,  # type: ignore[arg-type]  # only write() is used
                 write_size=_OUTPUT_STEP,
                 closefd=False,
             )
-            if compression == COMPRESSION_LKRPC_ZSTD
-            else None
-        )
 
     def feed(self, data: bytes) -> list[bytes]:
         """Decompress the next piece of input; return the output it produced."""
