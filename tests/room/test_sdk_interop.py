@@ -40,10 +40,16 @@ def incompressible(size: int) -> str:
     return base64.b64encode(os.urandom(size * 3 // 4 + 3)).decode()[:size]
 
 
-@pytest.fixture
-async def pair(netns_address: str) -> AsyncIterator[tuple[Room, rtc.Room]]:
-    """``(ours, sdk)``: alice on this library, bob on the official SDK, both joined."""
-    async with DevServer(ServerConfig(port=0, rtc_hosts=(netns_address,))) as server:
+@contextlib.asynccontextmanager
+async def joined(
+    netns_address: str, overrides: dict[str, int] | None = None
+) -> AsyncIterator[tuple[Room, rtc.Room]]:
+    """alice on this library, bob on the official SDK, both joined; ``overrides`` makes the
+    server report another client_protocol for an identity (0: a legacy, RPC v1 peer)."""
+    config = ServerConfig(
+        port=0, rtc_hosts=(netns_address,), client_protocol_overrides=overrides or {}
+    )
+    async with DevServer(config) as server:
         ours = Room()
         sdk = rtc.Room()
         options = RoomOptions(rtc_config=RtcConfiguration(ice_host_addresses=[netns_address]))
@@ -65,6 +71,96 @@ async def pair(netns_address: str) -> AsyncIterator[tuple[Room, rtc.Room]]:
             await ours.disconnect()
 
 
+@pytest.fixture
+async def pair(netns_address: str) -> AsyncIterator[tuple[Room, rtc.Room]]:
+    """``(ours, sdk)``: alice on this library, bob on the official SDK, both joined."""
+    async with joined(netns_address) as rooms:
+        yield rooms
+
+
+def register_echo(ours: Room, sdk: rtc.Room) -> None:
+    @ours.local_participant.register_rpc_method("echo")
+    def echo_ours(data: RpcInvocationData) -> str:
+        return data.payload
+
+    @sdk.local_participant.register_rpc_method("echo")
+    async def echo_sdk(data: rtc.RpcInvocationData) -> str:
+        return data.payload
+
+
+async def test_v1_fallback_when_the_sdk_peer_is_reported_as_protocol_0(
+    netns_address: str,
+) -> None:
+    async with joined(netns_address, {"bob": 0}) as (ours, sdk):
+        register_echo(ours, sdk)
+        assert ours.remote_participants["bob"].client_protocol == 0
+        small = incompressible(10_000)
+        got = await ours.local_participant.perform_rpc(
+            destination_identity="bob", method="echo", payload=small
+        )
+        assert got == small
+        with pytest.raises(RpcError) as info:
+            await ours.local_participant.perform_rpc(
+                destination_identity="bob", method="echo", payload=incompressible(20_000)
+            )
+        assert info.value.code == RpcError.ErrorCode.REQUEST_PAYLOAD_TOO_LARGE
+
+
+async def test_v1_fallback_when_we_are_reported_as_protocol_0(netns_address: str) -> None:
+    async with joined(netns_address, {"alice": 0}) as (ours, sdk):
+        register_echo(ours, sdk)
+
+        @ours.local_participant.register_rpc_method("big")
+        def big(data: RpcInvocationData) -> str:
+            return "x" * 20_000
+
+        small = incompressible(10_000)
+        got = await sdk.local_participant.perform_rpc(
+            destination_identity="alice", method="echo", payload=small
+        )
+        assert got == small
+        with pytest.raises(rtc.RpcError) as too_big_request:
+            await sdk.local_participant.perform_rpc(
+                destination_identity="alice", method="echo", payload=incompressible(20_000)
+            )
+        assert too_big_request.value.code == rtc.RpcError.ErrorCode.REQUEST_PAYLOAD_TOO_LARGE
+        # The response transport follows the caller's protocol: bob is protocol 2 to us, so a
+        # large answer to his v1 request still travels as a data stream.
+        got = await sdk.local_participant.perform_rpc(
+            destination_identity="alice", method="big", payload=""
+        )
+        assert got == "x" * 20_000
+
+
+async def test_streaming_call_to_the_sdk_arrives_as_one_chunk(
+    pair: tuple[Room, rtc.Room],
+) -> None:
+    ours, sdk = pair
+    register_echo(ours, sdk)
+    async with ours.local_participant.stream_rpc(
+        destination_identity="bob", method="echo", payload="whole reply"
+    ) as stream:
+        chunks = [chunk async for chunk in stream]
+    assert chunks == ["whole reply"]
+    assert not stream.streaming
+
+
+async def test_sdk_unary_call_to_our_generator_gets_the_joined_reply(
+    pair: tuple[Room, rtc.Room],
+) -> None:
+    ours, sdk = pair
+
+    @ours.local_participant.register_rpc_method("tokens")
+    async def tokens(data: RpcInvocationData) -> AsyncIterator[str]:
+        for word in ("to", "ken", "s"):
+            yield word
+
+    got = await sdk.local_participant.perform_rpc(
+        destination_identity="alice", method="tokens", payload=""
+    )
+    assert got == "tokens"
+
+
 async def test_participants_and_attributes(pair: tuple[Room, rtc.Room]) -> None:
     ours, sdk = pair
     bob = ours.remote_participants["bob"]
@@ -83,18 +179,10 @@ async def test_participants_and_attributes(pair: tuple[Room, rtc.Room]) -> None:
     assert ours.remote_participants["bob"].attributes == {"x": "1"}
 
 
-@pytest.mark.parametrize("size", [10, 200_000, 2_000_000])
+@pytest.mark.parametrize("size", [0, 10, 200_000, 2_000_000, 5_000_000])
 async def test_rpc_both_ways(pair: tuple[Room, rtc.Room], size: int) -> None:
     ours, sdk = pair
-
-    @ours.local_participant.register_rpc_method("echo")
-    def echo_ours(data: RpcInvocationData) -> str:
-        return data.payload
-
-    @sdk.local_participant.register_rpc_method("echo")
-    async def echo_sdk(data: rtc.RpcInvocationData) -> str:
-        return data.payload
-
+    register_echo(ours, sdk)
     payload = incompressible(size)
     got = await ours.local_participant.perform_rpc(
         destination_identity="bob", method="echo", payload=payload, response_timeout=30
