@@ -240,7 +240,7 @@ class RpcClientManager(PacketEmitter):
             return
         if call.state is CallState.AWAITING_ACK:  # a chunk implies the request arrived
             self.handle_ack(call.request_id, sender_identity)
-        call.stream._on_chunk(reader, int(seq), reader.info.size or 0)
+        call.stream._on_chunk(reader, int(seq), attributes.get(c.ATTR_LENGTHS, ""))
 
     def handle_control(self, attributes: dict[str, str], sender_identity: str) -> None:
         """A heartbeat, or credit for the request chunks, of a streaming call."""

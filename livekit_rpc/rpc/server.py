@@ -24,7 +24,13 @@ from ..wire.packets import (
 )
 from ..wire.utf8 import utf8_len
 from .errors import RpcError
-from .streaming_server import RequestUpload, StreamingResponse, collect, is_streaming_handler
+from .streaming_server import (
+    RequestUpload,
+    StreamingResponse,
+    collect,
+    is_streaming_handler,
+    join_chunks,
+)
 from .types import RpcInvocationData
 
 logger = logging.getLogger(__name__)
@@ -235,22 +241,23 @@ class RpcServerManager(PacketEmitter):
         heartbeat_ms = parse_int_leniently(attributes.get(c.ATTR_HEARTBEAT_MS))
         deadline_ms = parse_int_leniently(attributes.get(c.ATTR_DEADLINE_MS))
 
-        async def send_chunk(item: str | bytes, seq: int) -> None:
+        async def send_chunks(items: list[str | bytes], seq: int) -> None:
             chunk_attributes = {c.ATTR_REQUEST_ID: request_id, c.ATTR_SEQ: str(seq)}
-            send = self._streams.send_text if isinstance(item, str) else self._streams.send_bytes
+            content = join_chunks(items, chunk_attributes)
+            send = self._streams.send_text if isinstance(content, str) else self._streams.send_bytes
             await send(
-                item,  # type: ignore[arg-type]
+                content,  # type: ignore[arg-type]
                 topic=c.STREAM_CHUNK_TOPIC,
                 destination_identities=[caller],
                 attributes=chunk_attributes,
-                compress=len(item) > _COMPRESS_CHUNKS_FROM,
+                compress=len(content) > _COMPRESS_CHUNKS_FROM,
             )
 
         async def send_heartbeat() -> None:
             await self._send_control(caller, request_id, c.OP_HEARTBEAT)
 
         response = StreamingResponse(
-            send_chunk=send_chunk,
+            send_chunks=send_chunks,
             send_heartbeat=send_heartbeat,
             window=min(window, c.MAX_STREAM_WINDOW),
             realtime=attributes.get(c.ATTR_REALTIME) == "1",

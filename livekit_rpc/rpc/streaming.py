@@ -14,16 +14,29 @@ import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..streams.reader import ByteStreamReader, TextStreamReader
 from .errors import RpcError
+from .streaming_server import split_chunks
 
 if TYPE_CHECKING:
     from .client import RpcClientManager, _Call
 
 Chunk = str | bytes
-ChunkSource = TextStreamReader | ByteStreamReader | Chunk
+Reader = TextStreamReader | ByteStreamReader
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A chunk message carrying several items (``lkrpc.lengths``), not yet read."""
+
+    reader: Reader
+    lengths: str
+
+
+ChunkSource = Reader | _Batch | Chunk
 RequestSource = AsyncIterable[Chunk] | Iterable[Chunk]
 
 
@@ -210,15 +223,20 @@ class RpcCallStream:
         return result
 
     async def _take(self, source: ChunkSource) -> Chunk:
-        if isinstance(source, TextStreamReader | ByteStreamReader):
+        reader = source.reader if isinstance(source, _Batch) else source
+        if isinstance(reader, TextStreamReader | ByteStreamReader):
             try:
-                chunk: Chunk = await source.read_all()
+                chunk: Chunk = await reader.read_all()
+                if isinstance(source, _Batch):
+                    first, *rest = split_chunks(chunk, source.lengths)
+                    self._items.extendleft(reversed(rest))
+                    chunk = first
             except Exception as exc:
                 raise RpcError.built_in(
                     RpcError.ErrorCode.APPLICATION_ERROR, f"Error reading RPC stream chunk: {exc}"
                 ) from exc
         else:
-            chunk = source
+            chunk = reader
         self._consumed_since_credit += 1
         if self._consumed_since_credit >= self._credit_period and self._call is not None:
             credit, self._consumed_since_credit = self._consumed_since_credit, 0
@@ -231,14 +249,16 @@ class RpcCallStream:
 
     # -- fed by the client manager -----------------------------------------------------------
 
-    def _on_chunk(self, source: ChunkSource, seq: int, size: int) -> None:
+    def _on_chunk(self, reader: Reader, seq: int, lengths: str) -> None:
         if self._finished:
             return
         if seq > self._next_seq:
             self.dropped_chunks += seq - self._next_seq
-        self._next_seq = max(self._next_seq, seq + 1)
-        self._record(size)
-        self._items.append(source)
+        sizes = [int(n) for n in lengths.split(",") if n.isdigit()] if lengths else []
+        self._next_seq = max(self._next_seq, seq + max(1, len(sizes)))
+        for size in sizes or [reader.info.size or 0]:
+            self._record(size)
+        self._items.append(_Batch(reader, lengths) if lengths else reader)
         self._arm_idle_timer()
         self._wake()
 

@@ -11,11 +11,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any
 
 from ..streams.reader import ByteStreamReader, TextStreamReader
+from ..wire import constants as c
+from ..wire.utf8 import utf8_len
 from .errors import RpcError
 
 logger = logging.getLogger(__name__)
 
-SendChunk = Callable[[str | bytes, int], Awaitable[None]]
+SendChunks = Callable[[list[str | bytes], int], Awaitable[None]]
+"""Sends items (all str or all bytes) as one chunk message, the first numbered ``seq``."""
+
+MAX_BATCH_ITEMS = 64
+MAX_BATCH_BYTES = 12_000
 SendHeartbeat = Callable[[], Awaitable[None]]
 
 
@@ -45,6 +51,13 @@ async def iterate(source: AsyncIterator[Any] | Iterator[Any]) -> AsyncGenerator[
             close()
 
 
+async def _next(items: AsyncIterator[Any]) -> tuple[bool, Any]:
+    try:
+        return True, await anext(items)
+    except StopAsyncIteration:
+        return False, None
+
+
 async def collect(source: AsyncIterator[Any] | Iterator[Any]) -> str:
     """A streaming handler called by a unary caller: its chunks joined into one reply."""
     texts: list[str] = []
@@ -57,19 +70,54 @@ async def collect(source: AsyncIterator[Any] | Iterator[Any]) -> str:
     return "".join(texts)
 
 
+def join_chunks(items: list[str | bytes], attributes: dict[str, str]) -> str | bytes:
+    """One message's content for ``items`` (all str or all bytes); several items get their
+    byte sizes in ``lkrpc.lengths`` so the caller can split them apart again."""
+    if len(items) == 1:
+        return items[0]
+    if isinstance(items[0], str):
+        texts = [item for item in items if isinstance(item, str)]
+        attributes[c.ATTR_LENGTHS] = ",".join(str(utf8_len(text)) for text in texts)
+        return "".join(texts)
+    blobs = [item for item in items if isinstance(item, bytes)]
+    attributes[c.ATTR_LENGTHS] = ",".join(str(len(blob)) for blob in blobs)
+    return b"".join(blobs)
+
+
+def split_chunks(content: str | bytes, lengths: str) -> list[str | bytes]:
+    """The items of a message carrying several (see :func:`join_chunks`).
+
+    Raises ValueError if the sizes do not describe ``content`` exactly.
+    """
+    sizes = [int(size) for size in lengths.split(",") if size.isdigit()]
+    if len(sizes) != lengths.count(",") + 1 or len(sizes) > MAX_BATCH_ITEMS:
+        raise ValueError(f"malformed {c.ATTR_LENGTHS}: {lengths[:64]!r}")
+    data = content.encode() if isinstance(content, str) else content
+    if sum(sizes) != len(data):
+        raise ValueError(f"{c.ATTR_LENGTHS} adds up to {sum(sizes)}, content has {len(data)}")
+    pieces: list[bytes] = []
+    start = 0
+    for size in sizes:
+        pieces.append(data[start : start + size])
+        start += size
+    if isinstance(content, str):
+        return [piece.decode() for piece in pieces]  # UnicodeDecodeError is a ValueError
+    return list(pieces)
+
+
 class StreamingResponse:
     """One streaming call being served: credits granted by the caller gate each chunk."""
 
     def __init__(
         self,
         *,
-        send_chunk: SendChunk,
+        send_chunks: SendChunks,
         send_heartbeat: SendHeartbeat,
         window: int,
         realtime: bool,
         heartbeat_interval: float,
     ) -> None:
-        self._send_chunk = send_chunk
+        self._send_chunks = send_chunks
         self._send_heartbeat = send_heartbeat
         self.credits = max(1, window)
         self.realtime = realtime
@@ -87,11 +135,36 @@ class StreamingResponse:
         self._credit.set()
 
     async def run(self, source: AsyncIterator[Any] | Iterator[Any]) -> None:
-        """Send every item the handler yields; raises what the handler raises."""
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
+        """Send every item the handler yields; raises what the handler raises.
+
+        Items the handler produces faster than they can be sent (within one turn of the event
+        loop) leave together in one batch packet; an item produced alone leaves at once.
+        """
+        loop = asyncio.get_running_loop()
+        heartbeat = loop.create_task(self._heartbeats())
         items = iterate(source)
+        upcoming: asyncio.Task[tuple[bool, Any]] | None = None
+        batch: list[str | bytes] = []
+        batch_bytes = 0
         try:
-            async for item in items:
+            while True:
+                if upcoming is None:
+                    upcoming = loop.create_task(_next(items))
+                    if batch:
+                        await asyncio.sleep(0)  # one step for the handler to produce more
+                if batch and (not upcoming.done() or batch_bytes >= MAX_BATCH_BYTES):
+                    await self._flush(batch)
+                    batch, batch_bytes = [], 0
+                try:
+                    more, item = await upcoming
+                except Exception:
+                    upcoming = None
+                    if batch:  # what the handler produced before failing still goes out
+                        await self._flush(batch)
+                    raise
+                upcoming = None
+                if not more:
+                    break
                 if not isinstance(item, str | bytes):
                     raise RpcError.built_in(
                         RpcError.ErrorCode.APPLICATION_ERROR,
@@ -101,18 +174,34 @@ class StreamingResponse:
                     self.dropped += 1
                     self.seq += 1
                     continue
+                if batch and (self.credits <= 0 or type(item) is not type(batch[0])):
+                    await self._flush(batch)
+                    batch, batch_bytes = [], 0
                 while self.credits <= 0:
                     self._credit.clear()
                     await self._credit.wait()
                 self.credits -= 1
-                await self._send_chunk(item, self.seq)
-                self._last_send = time.monotonic()
-                self.sent += 1
-                self.seq += 1
+                batch.append(item)
+                batch_bytes += len(item)
+                if len(batch) >= MAX_BATCH_ITEMS:
+                    await self._flush(batch)
+                    batch, batch_bytes = [], 0
+            if batch:
+                await self._flush(batch)
         finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await items.aclose()
+
+    async def _flush(self, batch: list[str | bytes]) -> None:
+        first = self.seq
+        self.seq += len(batch)
+        await self._send_chunks(batch, first)
+        self._last_send = time.monotonic()
+        self.sent += len(batch)
 
     async def _heartbeats(self) -> None:
         interval = self.heartbeat_interval

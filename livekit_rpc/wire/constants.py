@@ -82,3 +82,5 @@ ATTR_CLIENT_STREAMING: Final = "lkrpc.client_streaming"
 OP_END: Final = "end"
 OP_ABORT: Final = "abort"
 MAX_STREAM_WINDOW: Final = 1024
+ATTR_LENGTHS: Final = "lkrpc.lengths"
+"""On a chunk message carrying several items: their sizes in bytes, comma-separated."""

@@ -377,3 +377,69 @@ async def test_unary_call_to_streaming_method_gets_joined_reply(bridge: Bridge) 
         await alice.client.perform_rpc(destination_identity="bob", method="tokens", payload="")
         == "xyz"
     )
+
+
+def chunk_messages(bridge: Bridge) -> list[DataPacket]:
+    return [
+        p
+        for _, p in bridge.log
+        if p.HasField("stream_header") and p.stream_header.topic == c.STREAM_CHUNK_TOPIC
+    ]
+
+
+async def test_a_burst_leaves_in_batches_and_arrives_item_by_item(bridge: Bridge) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+    tokens = [f"tök{i}😀 " for i in range(500)]
+
+    @bob.server.register_rpc_method("burst")
+    def burst(data: RpcInvocationData) -> Iterator[str]:
+        yield from tokens  # produced faster than they can be sent
+
+    async with alice.client.stream_rpc(
+        destination_identity="bob", method="burst", payload="", window=64
+    ) as stream:
+        assert [chunk async for chunk in stream] == tokens
+    messages = chunk_messages(bridge)
+    assert len(messages) < len(tokens) / 4
+    batched = [m for m in messages if c.ATTR_LENGTHS in m.stream_header.attributes]
+    assert batched
+    assert stream.chunk_count == 500 and stream.dropped_chunks == 0
+
+
+async def test_paced_items_leave_one_per_message(bridge: Bridge) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+
+    @bob.server.register_rpc_method("paced")
+    async def paced(data: RpcInvocationData) -> AsyncIterator[bytes]:
+        for i in range(5):
+            await asyncio.sleep(0.01)
+            yield bytes([i])
+
+    async with alice.client.stream_rpc(destination_identity="bob", method="paced", payload="") as s:
+        assert [chunk async for chunk in s] == [bytes([i]) for i in range(5)]
+    messages = chunk_messages(bridge)
+    assert len(messages) == 5
+    assert not any(c.ATTR_LENGTHS in m.stream_header.attributes for m in messages)
+
+
+async def test_malformed_batch_fails_the_call_with_1500(bridge: Bridge) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+
+    @bob.server.register_rpc_method("burst")
+    def burst(data: RpcInvocationData) -> Iterator[str]:
+        yield from ("a", "b", "c")
+
+    def corrupt(sender: str, packet: DataPacket) -> DataPacket | None:
+        attributes = packet.stream_header.attributes if packet.HasField("stream_header") else {}
+        if c.ATTR_LENGTHS in attributes:
+            attributes[c.ATTR_LENGTHS] = "1,99"
+        return packet
+
+    bridge.tamper = corrupt
+    with pytest.raises(RpcError) as caught:
+        async with alice.client.stream_rpc(
+            destination_identity="bob", method="burst", payload=""
+        ) as stream:
+            async for _ in stream:
+                pass
+    assert caught.value.code == 1500
