@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import base64
@@ -26,15 +27,17 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 NS_ADDRESS = "10.231.9.1"
@@ -727,3 +730,55 @@ async def wait_until(predicate: Callable[[], bool], within: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+class PairLike(Protocol):
+    """Two participants of one kind (``ours`` or ``sdk``) measured together."""
+
+    kind: str
+
+    @property
+    def workers(self) -> tuple[Worker, ...]: ...
+
+
+P = TypeVar("P", bound=PairLike)
+
+
+async def drive_session(
+    args: argparse.Namespace,
+    netns: Netns,
+    name: str,
+    start_pair: Callable[[Run, str, ServerProcess, Path], Awaitable[P | None]],
+    measure_all: Callable[[Run, list[P], argparse.Namespace], Awaitable[None]],
+    report: Callable[[Run, argparse.Namespace, float], None],
+) -> int:
+    """Start the server and a pair per kind, measure, stop everything, report.
+
+    Returns 1 if any measurement failed. Process logs are kept when asked, on errors, or when
+    profiling.
+    """
+    logdir = Path(tempfile.mkdtemp(prefix=f"lkbench-{name}-"))
+    run = Run(logdir, args.py_spy, netns)
+    server = ServerProcess(logdir, NS_ADDRESS)
+    started = time.perf_counter()
+    pairs: list[P] = []
+    try:
+        await server.start()
+        log(f"server {server.url} (pid {server.pid}), ICE on {NS_ADDRESS}, netns {netns.name}")
+        for kind in ["ours"] if args.skip_sdk else ["ours", "sdk"]:
+            pair = await start_pair(run, kind, server, logdir)
+            if pair is not None:
+                pairs.append(pair)
+        log("measuring")
+        await measure_all(run, pairs, args)
+    finally:
+        for pair in pairs:
+            for worker in pair.workers:
+                await worker.stop()
+        await server.stop()
+    report(run, args, time.perf_counter() - started)
+    if args.keep_logs or run.errors or args.py_spy:
+        print(f"\nprocess logs kept in {logdir}")
+    else:
+        shutil.rmtree(logdir, ignore_errors=True)
+    return 1 if run.errors else 0

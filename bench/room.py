@@ -49,9 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +69,7 @@ from _harness import (
     ServerProcess,
     Worker,
     digest,
+    drive_session,
     emit,
     install_exit_handlers,
     json_payload,
@@ -313,6 +312,10 @@ class Pair:
     responder: Worker
     pids: dict[str, int]
 
+    @property
+    def workers(self) -> tuple[Worker, ...]:
+        return (self.caller, self.responder)
+
 
 async def start_pair(run: Run, kind: str, server: ServerProcess, logdir: Path) -> Pair | None:
     from livekit_rpc.server.auth import mint_token
@@ -383,32 +386,7 @@ async def measure_all(run: Run, pairs: list[Pair], args: argparse.Namespace) -> 
 
 
 async def drive(args: argparse.Namespace, netns: Netns) -> int:
-    logdir = Path(tempfile.mkdtemp(prefix="lkbench-room-"))
-    run = Run(logdir, args.py_spy, netns)
-    server = ServerProcess(logdir, NS_ADDRESS)
-    started = time.perf_counter()
-    pairs: list[Pair] = []
-    try:
-        await server.start()
-        log(f"server {server.url} (pid {server.pid}), ICE on {NS_ADDRESS}, netns {netns.name}")
-        kinds = ["ours"] if args.skip_sdk else ["ours", "sdk"]
-        for kind in kinds:
-            pair = await start_pair(run, kind, server, logdir)
-            if pair is not None:
-                pairs.append(pair)
-        log("measuring")
-        await measure_all(run, pairs, args)
-    finally:
-        for pair in pairs:
-            await pair.caller.stop()
-            await pair.responder.stop()
-        await server.stop()
-    report(run, args, time.perf_counter() - started)
-    if args.keep_logs or run.errors or args.py_spy:
-        print(f"\nprocess logs kept in {logdir}")
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-    return 1 if run.errors else 0
+    return await drive_session(args, netns, "room", start_pair, measure_all, report)
 
 
 def report(run: Run, args: argparse.Namespace, total: float) -> None:

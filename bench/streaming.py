@@ -60,9 +60,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -81,6 +79,7 @@ from _harness import (
     Run,
     ServerProcess,
     Worker,
+    drive_session,
     emit,
     install_exit_handlers,
     log,
@@ -420,6 +419,10 @@ class Pair:
     viewer: Worker
     pids: dict[str, int]
 
+    @property
+    def workers(self) -> tuple[Worker, ...]:
+        return (self.model, self.viewer)
+
 
 async def start_pair(run: Run, kind: str, server: ServerProcess, logdir: Path) -> Pair | None:
     from livekit_rpc.server.auth import mint_token
@@ -487,31 +490,7 @@ async def measure_all(run: Run, pairs: list[Pair], args: argparse.Namespace) -> 
 
 
 async def drive(args: argparse.Namespace, netns: Netns) -> int:
-    logdir = Path(tempfile.mkdtemp(prefix="lkbench-streaming-"))
-    run = Run(logdir, args.py_spy, netns)
-    server = ServerProcess(logdir, NS_ADDRESS)
-    started = time.perf_counter()
-    pairs: list[Pair] = []
-    try:
-        await server.start()
-        log(f"server {server.url} (pid {server.pid}), ICE on {NS_ADDRESS}, netns {netns.name}")
-        for kind in ["ours"] if args.skip_sdk else ["ours", "sdk"]:
-            pair = await start_pair(run, kind, server, logdir)
-            if pair is not None:
-                pairs.append(pair)
-        log("measuring")
-        await measure_all(run, pairs, args)
-    finally:
-        for pair in pairs:
-            await pair.model.stop()
-            await pair.viewer.stop()
-        await server.stop()
-    report(run, args, time.perf_counter() - started)
-    if args.keep_logs or run.errors or args.py_spy:
-        print(f"\nprocess logs kept in {logdir}")
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-    return 1 if run.errors else 0
+    return await drive_session(args, netns, "streaming", start_pair, measure_all, report)
 
 
 def report(run: Run, args: argparse.Namespace, total: float) -> None:
