@@ -40,6 +40,7 @@ F = TypeVar("F", bound=RpcHandler)
 E = RpcError.ErrorCode
 
 _COMPRESS_CHUNKS_FROM = 1024
+DEFAULT_MAX_REQUESTS_PER_CALLER = 1024
 # What JavaScript's parseInt skips before a number (WhiteSpace and LineTerminator), and
 # the ASCII digits it reads: Python's \s and \d would accept more.
 _JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -73,6 +74,9 @@ class RpcServerManager(PacketEmitter):
 
     Every request is acknowledged at once; each handler runs in its own task (owned here and
     cancelled by :meth:`aclose`) and is cancelled when the caller's response timeout passes.
+    One caller may have at most ``max_requests_per_caller`` requests in progress; beyond that
+    a request is acknowledged and refused with 1500 at once, so a peer cannot make us hold an
+    unbounded number of handler tasks.
     """
 
     def __init__(
@@ -81,8 +85,11 @@ class RpcServerManager(PacketEmitter):
         streams: OutgoingDataStreamManager,
         peers: PeerDirectory,
         send_packet: SendPacket | None = None,
+        max_requests_per_caller: int = DEFAULT_MAX_REQUESTS_PER_CALLER,
     ) -> None:
         super().__init__(send_packet)
+        self.max_requests_per_caller = max_requests_per_caller
+        self._in_progress: dict[str, int] = {}
         self._streams = streams
         self._peers = peers
         self._handlers: dict[str, RpcHandler] = {}
@@ -124,12 +131,15 @@ class RpcServerManager(PacketEmitter):
 
     def handle_request(self, request: models.RpcRequest, caller_identity: str) -> None:
         """A v1 ``RpcRequest`` packet arrived."""
-        self._spawn(self._serve_v1(request, caller_identity))
+        if self._admit(caller_identity, request.id):
+            self._spawn(self._serve_v1(request, caller_identity), caller_identity)
 
     def handle_request_stream(self, reader: TextStreamReader, caller_identity: str) -> None:
         """A v2 request stream (topic ``lk.rpc_request``) started arriving."""
         attributes = reader.info.attributes
         request_id = attributes.get(c.ATTR_REQUEST_ID, "")
+        if not self._admit(caller_identity, request_id):
+            return
         if request_id and attributes.get(c.ATTR_CLIENT_STREAMING) == "1":
             # Registered now, not in the task: its chunks may arrive before the task runs.
             window = parse_int_leniently(attributes.get(c.ATTR_WINDOW)) or 0
@@ -141,7 +151,24 @@ class RpcServerManager(PacketEmitter):
                 )
 
             self._uploads[(caller_identity, request_id)] = RequestUpload(window, send_credit)
-        self._spawn(self._serve_v2(reader, caller_identity))
+        self._spawn(self._serve_v2(reader, caller_identity), caller_identity)
+
+    def _admit(self, caller: str, request_id: str) -> bool:
+        """Whether ``caller`` may start another request; if not, refuse it right away."""
+        if self._in_progress.get(caller, 0) < self.max_requests_per_caller:
+            return True
+        logger.warning("RPC request %s from %s refused: too many in progress", request_id, caller)
+        error = RpcError.built_in(
+            E.APPLICATION_ERROR,
+            f"too many requests in progress (limit {self.max_requests_per_caller})",
+        )
+
+        async def refuse() -> None:
+            await self._send_quietly(rpc_ack_packet(request_id=request_id, destination=caller))
+            await self._send_error(request_id, caller, error)
+
+        self._spawn(refuse(), None)
+        return False
 
     def handle_upload_chunk(
         self, reader: TextStreamReader | ByteStreamReader, sender_identity: str
@@ -392,7 +419,11 @@ class RpcServerManager(PacketEmitter):
         except Exception as exc:
             logger.warning("RPC packet could not be sent: %s", exc)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], caller: str | None) -> None:
+        """Run ``coro`` as a task owned here, counted against ``caller`` while it runs."""
+        if caller is not None:
+            self._in_progress[caller] = self._in_progress.get(caller, 0) + 1
+
         async def run() -> None:
             try:
                 await coro
@@ -400,6 +431,11 @@ class RpcServerManager(PacketEmitter):
                 raise
             except Exception:
                 logger.exception("unexpected error while serving an RPC request")
+            finally:
+                if caller is not None:
+                    left = self._in_progress.pop(caller) - 1
+                    if left:
+                        self._in_progress[caller] = left
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)

@@ -7,10 +7,17 @@ import asyncio
 import pytest
 from livekit.protocol import models
 
-from livekit_rpc import RpcEndpoint, RpcError, RpcInvocationData, StreamLimits
+from livekit_rpc import (
+    OutgoingDataStreamManager,
+    RpcEndpoint,
+    RpcError,
+    RpcInvocationData,
+    RpcServerManager,
+    StreamLimits,
+)
 from livekit_rpc.rpc.server import parse_int_leniently
 from livekit_rpc.wire import constants as c
-from livekit_rpc.wire.packets import DataPacket
+from livekit_rpc.wire.packets import DataPacket, rpc_request_packet
 
 from .helpers import (
     V0,
@@ -19,6 +26,7 @@ from .helpers import (
     V2_DEFLATE,
     Wire,
     chunk,
+    directory,
     endpoint,
     header,
     settle,
@@ -523,3 +531,48 @@ def test_parse_int_leniently_matches_javascript_parse_int(
     text: str | None, value: int | None
 ) -> None:
     assert parse_int_leniently(text) == value
+
+
+async def test_requests_in_progress_per_caller_are_bounded() -> None:
+    peers = directory(bob=V0)
+    server = RpcServerManager(
+        streams=OutgoingDataStreamManager(None, peers), peers=peers, max_requests_per_caller=2
+    )
+    sent: list[DataPacket] = []
+    server.on("send_packet", sent.append)
+    release = asyncio.Event()
+
+    async def slow(data: RpcInvocationData) -> str:
+        await release.wait()
+        return data.payload
+
+    server.register_rpc_method("slow", slow)
+
+    def request(request_id: str) -> None:
+        packet = rpc_request_packet(
+            request_id=request_id,
+            method="slow",
+            payload=request_id,
+            response_timeout_ms=10_000,
+            destination="alice",
+        )
+        server.handle_request(packet.rpc_request, "bob")
+
+    for request_id in ("r1", "r2", "r3"):
+        request(request_id)
+    await settle()
+    refused = [p.rpc_response for p in sent if p.HasField("rpc_response")]
+    assert [(r.request_id, r.error.code) for r in refused] == [("r3", 1500)]
+    assert "too many requests in progress" in refused[0].error.data
+    assert {p.rpc_ack.request_id for p in sent if p.HasField("rpc_ack")} == {"r1", "r2", "r3"}
+
+    release.set()
+    await settle()
+    request("r4")  # room again once the first two are answered
+    await settle()
+    answers = {
+        p.rpc_response.request_id: p.rpc_response for p in sent if p.HasField("rpc_response")
+    }
+    assert answers["r4"].payload == "r4"
+    assert answers["r1"].payload == "r1" and answers["r2"].payload == "r2"
+    await server.aclose()
