@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 NS_ADDRESS = "10.231.9.1"
@@ -782,3 +782,15 @@ async def drive_session(
     else:
         shutil.rmtree(logdir, ignore_errors=True)
     return 1 if run.errors else 0
+
+
+def run_in_namespace(prefix: str, drive: Callable[[Netns], Awaitable[int]]) -> NoReturn:
+    """Enter a fresh network namespace, run ``drive`` in it, delete it, exit with its status."""
+    netns = Netns(prefix)
+    netns.enter()
+    install_exit_handlers(netns)
+    try:
+        status = asyncio.run(drive(netns))
+    finally:
+        netns.delete()
+    sys.exit(status)

@@ -71,7 +71,6 @@ from _harness import (
     digest,
     drive_session,
     emit,
-    install_exit_handlers,
     json_payload,
     log,
     median,
@@ -79,6 +78,7 @@ from _harness import (
     print_grid,
     print_table,
     random_payload,
+    run_in_namespace,
     serve_commands,
     spread,
     wait_until,
@@ -561,14 +561,7 @@ def main() -> None:
         worker = ours_worker if kind == "ours" else sdk_worker
         asyncio.run(worker(url, token, peer))
         return
-    netns = Netns("lkbroom")
-    netns.enter()
-    install_exit_handlers(netns)
-    try:
-        status = asyncio.run(drive(args, netns))
-    finally:
-        netns.delete()
-    sys.exit(status)
+    run_in_namespace("lkbroom", lambda netns: drive(args, netns))
 
 
 if __name__ == "__main__":

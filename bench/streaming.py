@@ -81,12 +81,12 @@ from _harness import (
     Worker,
     drive_session,
     emit,
-    install_exit_handlers,
     log,
     pct,
     print_grid,
     print_table,
     random_payload,
+    run_in_namespace,
     serve_commands,
     spread,
     wait_until,
@@ -695,14 +695,7 @@ def main() -> None:
         worker = ours_worker if kind == "ours" else sdk_worker
         asyncio.run(worker(role, url, token, peer))
         return
-    netns = Netns("lkbstream")
-    netns.enter()
-    install_exit_handlers(netns)
-    try:
-        status = asyncio.run(drive(args, netns))
-    finally:
-        netns.delete()
-    sys.exit(status)
+    run_in_namespace("lkbstream", lambda netns: drive(args, netns))
 
 
 if __name__ == "__main__":

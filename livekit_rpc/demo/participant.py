@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from ..room import Room, RoomOptions, RtcConfiguration
 from ..rpc.errors import RpcError
@@ -91,6 +91,18 @@ async def wait_for(room: Room, identities: set[str]) -> None:
         room.remove_listener("participant_connected", check)
 
 
+async def expect_error(label: str, call: Awaitable[str]) -> None:
+    """Await a call that must fail, and print the error it failed with and how fast."""
+    started = time.perf_counter()
+    try:
+        reply = await call
+    except RpcError as error:
+        elapsed = (time.perf_counter() - started) * 1000
+        say(f"{label} -> RpcError {error.code} {error.message!r}  ({elapsed:.1f} ms)")
+        return
+    raise RuntimeError(f"{label}: expected an RpcError, got the reply {reply!r}")
+
+
 async def run_caller(room: Room) -> None:
     local = room.local_participant
     await wait_for(room, {"robot", "flaky"})
@@ -110,14 +122,10 @@ async def run_caller(room: Room) -> None:
         f"{len(payload) / elapsed / 1e6:.1f} MB/s; zstd-compressed data stream)"
     )
 
-    started = time.perf_counter()
-    try:
-        await local.perform_rpc(destination_identity="robot", method="self_destruct", payload="")
-    except RpcError as error:
-        say(
-            f"3. unknown method self_destruct -> RpcError {error.code} {error.message!r}  "
-            f"({(time.perf_counter() - started) * 1000:.1f} ms)"
-        )
+    await expect_error(
+        "3. unknown method self_destruct",
+        local.perform_rpc(destination_identity="robot", method="self_destruct", payload=""),
+    )
 
     started = time.perf_counter()
     async with local.stream_rpc(
@@ -130,14 +138,10 @@ async def run_caller(room: Room) -> None:
         f"first after {ttfc:.1f} ms, total {(time.perf_counter() - started) * 1000:.0f} ms)"
     )
 
-    started = time.perf_counter()
-    try:
-        await local.perform_rpc(destination_identity="flaky", method="slow_job", payload="")
-    except RpcError as error:
-        say(
-            f"5. call to a participant that leaves mid-call -> RpcError {error.code} "
-            f"{error.message!r}  ({(time.perf_counter() - started) * 1000:.0f} ms)"
-        )
+    await expect_error(
+        "5. call to a participant that leaves mid-call",
+        local.perform_rpc(destination_identity="flaky", method="slow_job", payload=""),
+    )
 
 
 ROLES = {"robot": run_robot, "flaky": run_flaky, "caller": run_caller}
