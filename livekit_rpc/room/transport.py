@@ -26,6 +26,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from ..sctp import SctpTuner
+
 logger = logging.getLogger(__name__)
 
 RELIABLE_LABEL: Final = "_reliable"
@@ -67,6 +69,10 @@ class TransportOptions:
             aioice's own behaviour.
         high_water: Per-channel ``bufferedAmount`` above which senders wait.
         low_water: ``bufferedAmountLowThreshold`` at which waiting senders resume.
+        large_sctp_packets: Offer, and use where the server offers them too, SCTP packets of
+            up to 16,000 bytes when the peer connection stays on this machine (see
+            :mod:`livekit_rpc.sctp`). Peers on other hosts, and WebRTC stacks that do not offer
+            them (LiveKit servers), always get standard packets.
     """
 
     ice_servers: list[IceServer] = field(default_factory=list)
@@ -74,6 +80,7 @@ class TransportOptions:
     host_addresses: Sequence[str] | None = None
     high_water: int = DEFAULT_HIGH_WATER
     low_water: int = DEFAULT_LOW_WATER
+    large_sctp_packets: bool = True
 
 
 class DataChannelSendQueue:
@@ -253,6 +260,7 @@ class PeerTransport:
         self._on_message = on_message
         self._on_state = on_state
         self.pc = RTCPeerConnection(configuration)
+        self._sctp = SctpTuner(self.pc, large_packets=options.large_sctp_packets)
         self.queues: dict[str, DataChannelSendQueue] = {}
         self._channels: dict[str, Any] = {}
         self._pending_candidates: collections.deque[Any] = collections.deque()
@@ -317,20 +325,22 @@ class PeerTransport:
         """Create and apply a local offer; return its SDP (with all gathered candidates)."""
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
-        return str(self.pc.localDescription.sdp)
+        return self._sctp.local_description(str(self.pc.localDescription.sdp))
 
     async def set_answer(self, sdp: str) -> None:
         """Apply the remote answer to our offer."""
+        self._sctp.remote_description(sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         await self._remote_description_set()
 
     async def answer_offer(self, sdp: str) -> str:
         """Apply a remote offer and return our answer's SDP."""
+        self._sctp.remote_description(sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await self._remote_description_set()
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        return str(self.pc.localDescription.sdp)
+        return self._sctp.local_description(str(self.pc.localDescription.sdp))
 
     async def _remote_description_set(self) -> None:
         self._remote_set = True

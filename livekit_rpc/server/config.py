@@ -46,6 +46,9 @@ class ServerConfig:
     enable_v1: bool = False
     """Also serve the single-peer-connection path ``/rtc/v1``. Off by default: ``/rtc/v1``
     answers 404 and LiveKit clients fall back to ``/rtc``."""
+    large_sctp_packets: bool = True
+    """Offer and use SCTP packets of up to 16,000 bytes with participants on this machine that
+    offer them too (:mod:`livekit_rpc.sctp`); others always get standard packets."""
     client_protocol_overrides: Mapping[str, int] = field(default_factory=dict)
     """Identity -> ``client_protocol`` to report instead of the client's own value. For tests:
     reporting 0 makes LiveKit SDKs talk to that participant with RPC v1 packets."""

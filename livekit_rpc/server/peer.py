@@ -15,6 +15,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.sdp import candidate_from_sdp
 
 from .. import ice
+from ..sctp import SctpTuner
 
 __all__ = ["ServerPeer"]
 
@@ -45,6 +46,8 @@ class ServerPeer:
     :param on_message: called with ``(label, message)`` for each data-channel message.
     :param on_channel: called with the label when a client channel becomes usable.
     :param on_state: called with the new ``connectionState``.
+    :param large_sctp_packets: offer and use large SCTP packets on same-host paths
+        (:mod:`livekit_rpc.sctp`).
     """
 
     def __init__(
@@ -54,12 +57,14 @@ class ServerPeer:
         on_message: MessageHandler,
         on_channel: ChannelHandler,
         on_state: StateHandler,
+        large_sctp_packets: bool = True,
     ) -> None:
         self._host_addresses = tuple(host_addresses) if host_addresses is not None else None
         self._on_message = on_message
         self._on_channel = on_channel
         self._on_state = on_state
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._sctp = SctpTuner(self._pc, large_packets=large_sctp_packets)
         self._channels: dict[str, RTCDataChannel] = {}
         self._pending_candidates: list[str] = []
         self._closed = False
@@ -82,6 +87,7 @@ class ServerPeer:
         """Apply the client's offer and return the answer SDP (candidates included)."""
         with ice.use_host_addresses(self._host_addresses):
             offer = RTCSessionDescription(sdp=_filter_offer_candidates(offer_sdp), type="offer")
+            self._sctp.remote_description(offer_sdp)
             await self._pc.setRemoteDescription(offer)
             await self._pc.setLocalDescription(await self._pc.createAnswer())
             pending, self._pending_candidates = self._pending_candidates, []
@@ -89,7 +95,7 @@ class ServerPeer:
                 await self._add_candidate(candidate_init)
         description = self._pc.localDescription
         assert description is not None
-        return str(description.sdp)
+        return self._sctp.local_description(str(description.sdp))
 
     async def add_candidate(self, candidate_init: str) -> None:
         """Add a trickled candidate (the JSON ``candidateInit`` of a ``TrickleRequest``).

@@ -67,6 +67,7 @@ class Session:
             on_message=self._on_data,
             on_channel=self._on_channel,
             on_state=self._on_pc_state,
+            large_sctp_packets=config.large_sctp_packets,
         )
 
     @property
