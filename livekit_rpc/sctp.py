@@ -29,6 +29,7 @@ receiving socket's buffer, whose size is also raised).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -162,6 +163,9 @@ class BundlingSctpTransport(RTCSctpTransport):
         self._bundle_depth = 0
         self._bundle_control: list[bytes] = []
         self._bundle_data: list[bytes] = []
+        self._unacked_packets = 0
+        self._sack_handle: asyncio.Handle | None = None
+        self._sack_task: asyncio.Task[None] | None = None
 
     async def _handle_data(self, data: bytes) -> None:
         self._bundle_depth += 1
@@ -176,10 +180,53 @@ class BundlingSctpTransport(RTCSctpTransport):
         self._bundle_depth += 1
         try:
             await super()._data_channel_flush()
+            if self._sack_needed and (self._bundle_data or self._bundle_control):
+                await self._sack_now()  # rides with the data
         finally:
             self._bundle_depth -= 1
             if not self._bundle_depth:
                 await self._flush_bundle()
+
+    async def _send_sack(self) -> None:
+        # aiortc calls this after each received packet that needs acknowledging. Every second
+        # such packet is acknowledged at once (RFC 4960 §6.2); a lone one only after the
+        # sends it triggered have gone out (the SACK then travels with them when they go to
+        # the same peer), so a forwarded or answered message never waits behind a SACK.
+        self._unacked_packets += 1
+        if self._unacked_packets >= 2:
+            await self._sack_now()
+        elif self._sack_handle is None:
+            self._sack_handle = asyncio.get_running_loop().call_soon(self._sack_later)
+
+    async def _sack_now(self) -> None:
+        self._unacked_packets = 0
+        if self._sack_handle is not None:
+            self._sack_handle.cancel()
+            self._sack_handle = None
+        await super()._send_sack()
+
+    def _sack_later(self) -> None:
+        self._sack_handle = None
+        if self._sack_needed and self._sack_task is None:
+            self._sack_task = asyncio.ensure_future(self._send_delayed_sack())
+
+    async def _send_delayed_sack(self) -> None:
+        try:
+            if self._sack_needed and self._association_state == self.State.ESTABLISHED:
+                await self._sack_now()
+        except ConnectionError:
+            pass  # the association is going away; nothing is left to acknowledge
+        finally:
+            self._sack_task = None
+
+    def _set_state(self, state: RTCSctpTransport.State) -> None:
+        super()._set_state(state)
+        if state == self.State.CLOSED:
+            if self._sack_handle is not None:
+                self._sack_handle.cancel()
+                self._sack_handle = None
+            if self._sack_task is not None:
+                self._sack_task.cancel()
 
     async def _send_chunk(self, chunk: Chunk) -> None:
         if not self._bundle_depth or not isinstance(chunk, _BUNDLED_CHUNKS):

@@ -243,3 +243,41 @@ async def test_sack_goes_first_when_bundled_with_data() -> None:
                     mixed += 1
                     assert kinds.index(SackChunk) < kinds.index(DataChunk)
         assert mixed > 0
+
+
+async def test_a_reply_sent_while_handling_a_message_carries_its_sack() -> None:
+    async with Link() as link:
+        answerer_queue = link.answerer.queues["_reliable"]
+        replies: list[asyncio.Task[None]] = []
+
+        def answer(label: str, data: bytes) -> None:
+            link.received.append((label, data))
+            link._arrived.set()
+            if data.startswith(b"ping"):
+                replies.append(asyncio.ensure_future(answerer_queue.send(b"pong" + data[4:])))
+
+        link.answerer._on_message = answer
+        before = len(link.sent["answerer"])
+        for i in range(20):
+            await link.offerer.queues["_reliable"].send(b"ping %d" % i)
+            await link.wait_received(2 * (i + 1))
+        await asyncio.gather(*replies)
+        answered = link.chunks("answerer")[before:]
+        with_both = [c for c in answered if any(isinstance(x, SackChunk) for x in c) and len(c) > 1]
+        # Most pings are acknowledged in the packet carrying their pong, not on their own.
+        assert len(with_both) >= 15
+        assert sorted(d for _, d in link.received if d.startswith(b"pong")) == sorted(
+            b"pong %d" % i for i in range(20)
+        )
+
+
+async def test_a_lone_message_is_still_acknowledged() -> None:
+    async with Link() as link:
+        sctp = link.offerer.pc.sctp
+        await link.offerer.queues["_reliable"].send(b"alone")
+        await link.wait_received(1)
+        async with asyncio.timeout(5):
+            while sctp._flight_size:  # noqa: ASYNC110 - aiortc's counter; 0 once SACKed
+                await asyncio.sleep(0.005)
+        sacks = [c for c in link.chunks("answerer") if any(isinstance(x, SackChunk) for x in c)]
+        assert sacks

@@ -71,12 +71,17 @@ class RtcConfiguration:
         gather_loopback: shorthand for ``ice_host_addresses=["127.0.0.1"]``, for purely local
             use (a server on the same machine, tests). Ignored when ``ice_host_addresses`` is
             set.
+        large_sctp_packets: offer SCTP packets of up to 16,000 bytes, and use them when the
+            server offers them too and the connection stays on this machine
+            (:mod:`livekit_rpc.sctp`). On by default; other hosts and LiveKit servers always
+            get standard packets.
     """
 
     ice_servers: list[IceServer] = field(default_factory=list)
     use_server_ice_servers: bool = False
     ice_host_addresses: Sequence[str] | None = None
     gather_loopback: bool = False
+    large_sctp_packets: bool = True
 
 
 @dataclass
@@ -218,6 +223,7 @@ class Room(AsyncIOEventEmitter):
                 host_addresses=host_addresses,
                 high_water=options.send_high_water,
                 low_water=options.send_low_water,
+                large_sctp_packets=rtc.large_sctp_packets,
             ),
             client=ClientDescription.default(),
         )

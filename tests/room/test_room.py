@@ -20,8 +20,10 @@ from livekit_rpc.room import (
     DisconnectReason,
     RemoteParticipant,
     Room,
+    RoomOptions,
     RpcError,
     RpcInvocationData,
+    RtcConfiguration,
     SignalRequestError,
 )
 from livekit_rpc.server import DevServer
@@ -558,3 +560,25 @@ async def test_server_shutdown_is_seen_by_clients(
     with pytest.raises(ConnectionError):
         await alice.local_participant.publish_data(b"x")
     await alice.disconnect()
+
+
+@pytest.mark.parametrize("large", [True, False])
+async def test_large_sctp_packets_with_the_dev_server_unless_turned_off(
+    connect_room: ConnectRoom, large: bool
+) -> None:
+    """Same host, both sides offer: 16,000-byte packets; turned off: aiortc's 1,189."""
+    from livekit_rpc.sctp import LARGE_PACKET_SIZE, STANDARD_PACKET_SIZE
+
+    rtc = RtcConfiguration(gather_loopback=True, large_sctp_packets=large)
+    alice = await connect_room("alice", options=RoomOptions(rtc_config=rtc))
+    bob = await connect_room("bob")
+    await wait_until(lambda: "alice" in bob.remote_participants)
+    bob.local_participant.register_rpc_method("size", lambda data: str(len(data.payload)))
+    payload = "x" * 3_000_000
+    reply = await alice.local_participant.perform_rpc(
+        destination_identity="bob", method="size", payload=payload
+    )
+    assert reply == str(len(payload))
+    assert alice._engine is not None and alice._engine.publisher is not None
+    sctp = alice._engine.publisher.pc.sctp
+    assert sctp.packet_size == (LARGE_PACKET_SIZE if large else STANDARD_PACKET_SIZE)
