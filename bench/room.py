@@ -13,9 +13,10 @@ Measured, each through the same server process:
 
 * **ours** (two ``livekit_rpc.room.Room`` participants, room ``ours``):
   * raw echo: ``publish_data`` of 100 B to the peer, which publishes it back; round trip
-    measured by the caller (200 warm-up, 2,000 timed; ``--quick`` 50/300);
-  * small RPC: ``perform_rpc`` of a 100 B payload echoed back (50 warm-up, 1,000 timed;
-    ``--quick`` 20/200);
+    measured by the caller (50 warm-up, 500 timed per round);
+  * small RPC: ``perform_rpc`` of a 100 B payload echoed back (25 warm-up, 250 timed per
+    round); echo and RPC windows (ours, then the SDK's) alternate for 4 rounds (``--quick``:
+    2 rounds of about half the calls) and each figure is the median of its rounds' p50s;
   * raw one-way: 10 MB (10^7 B) as ``publish_data`` packets of 15,000 B; MB/s = bytes / (time
     the last packet reached the peer - time the first was sent), both ``time.time_ns()``;
   * 10 MB JSON RPC (realistic records, compressed with zstd between our peers) and 10 MB
@@ -88,6 +89,7 @@ SCRIPT = str(Path(__file__).resolve())
 BIG = 10_000_000
 PACKET = 15_000
 SMALL = 100
+LATENCY_ROUNDS = 4
 
 
 # == worker side ===============================================================================
@@ -367,12 +369,16 @@ async def measure_all(run: Run, pairs: list[Pair], args: argparse.Namespace) -> 
         await pair.caller.call("prepare", within=60, kind="json", size=big)
         await pair.caller.call("prepare", within=60, kind="random", size=big)
     ours = [p for p in pairs if p.kind == "ours"]
-    for pair in ours:
-        n, warm = (300, 50) if quick else (2000, 200)
-        await m(pair, "raw echo", "raw_echo", 120, n=n, warm=warm)
-    for pair in pairs:
-        n, warm = (200, 20) if quick else (1000, 50)
-        await m(pair, "small rpc", "rpc_small", 120, n=n, warm=warm)
+    # Latency windows alternate in rounds, so a change in machine load shows in both the figure
+    # and its baseline; the figures are medians of the rounds' p50s.
+    rounds = 2 if quick else LATENCY_ROUNDS
+    for _ in range(rounds):
+        for pair in ours:
+            n, warm = (150, 25) if quick else (500, 50)
+            await m(pair, "raw echo", "raw_echo", 120, n=n, warm=warm)
+        for pair in pairs:
+            n, warm = (100, 10) if quick else (250, 25)
+            await m(pair, "small rpc", "rpc_small", 120, n=n, warm=warm)
     for _ in range(reps):
         for pair in ours:
             await m(pair, "raw one-way", "raw_bulk", 120, size=big, packet=PACKET)
@@ -391,9 +397,9 @@ async def drive(args: argparse.Namespace, netns: Netns) -> int:
 
 def report(run: Run, args: argparse.Namespace, total: float) -> None:
     ms = 1000.0
-    echo = run.first("ours raw echo", "p50")
-    small = run.first("ours small rpc", "p50")
-    sdk_small = run.first("sdk small rpc", "p50")
+    echo = run.med("ours raw echo", "p50")
+    small = run.med("ours small rpc", "p50")
+    sdk_small = run.med("sdk small rpc", "p50")
     raw = run.med("ours raw one-way", "mbps")
     js, rnd = run.med("ours json rpc", "mbps"), run.med("ours random rpc", "mbps")
     sdk_js, sdk_rnd = run.med("sdk json rpc", "mbps"), run.med("sdk random rpc", "mbps")
