@@ -7,7 +7,7 @@ import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from ..emitter import PacketEmitter, SendPacket
@@ -29,6 +29,22 @@ from .types import ByteStreamInfo, DataStreamError, DataStreamErrorReason, TextS
 ProgressCallback = Callable[[float], None]
 
 _FILE_READ_SIZE = 1 << 20
+_ENCODE_OFF_LOOP_FROM = 1 << 20
+"""Payloads above this size, when compressed, are encoded in a worker thread."""
+_BATCH_BYTES = 1 << 18
+"""Chunk content taken per worker-thread batch."""
+
+
+def _take_batch(packets: Iterator[DataPacket]) -> list[DataPacket]:
+    """The next packets of ``packets`` up to about ``_BATCH_BYTES`` of content; [] at the end."""
+    batch: list[DataPacket] = []
+    size = 0
+    for packet in packets:
+        batch.append(packet)
+        size += len(packet.stream_chunk.content) if packet.HasField("stream_chunk") else 0
+        if size >= _BATCH_BYTES:
+            break
+    return batch
 
 
 def _now_ms() -> int:
@@ -53,15 +69,70 @@ class OutgoingDataStreamManager(PacketEmitter):
         self._peers = peers
         self.zstd_level = zstd_level
 
-    async def _send_all(
-        self, packets: Iterable[DataPacket], total: int, on_progress: ProgressCallback | None
+    async def _send_payload(
+        self,
+        fields: StreamHeaderFields,
+        payload: bytes,
+        route: Route,
+        on_progress: ProgressCallback | None,
+        *,
+        allow_inline: bool = True,
     ) -> None:
+        """Encode and send a whole payload.
+
+        A large payload that is compressed is encoded in a worker thread, a batch ahead of
+        the packets being sent: zstd and zlib release the GIL, so compression overlaps with
+        the transport's own work on the event loop instead of alternating with it, and the
+        loop never stalls for a whole compression step.
+        """
+        if route.compression == c.COMPRESSION_NONE or len(payload) <= _ENCODE_OFF_LOOP_FROM:
+            packets = encode_payload(
+                fields, payload, route, allow_inline=allow_inline, zstd_level=self.zstd_level
+            )
+            await self._send_all(iter(packets), len(payload), on_progress)
+            return
+        encoded = await asyncio.to_thread(
+            encode_payload,
+            fields,
+            payload,
+            route,
+            allow_inline=allow_inline,
+            zstd_level=self.zstd_level,
+        )
+        await self._send_all(encoded, len(payload), on_progress, off_loop=True)
+
+    async def _send_all(
+        self,
+        packets: Iterator[DataPacket],
+        total: int,
+        on_progress: ProgressCallback | None,
+        *,
+        off_loop: bool = False,
+    ) -> None:
+        """Send ``packets``; with ``off_loop``, produce each batch in a worker thread while
+        the previous one is being sent."""
         sent = 0
-        for packet in packets:
-            await self._send(packet)
-            if on_progress is not None and total and packet.WhichOneof("value") == "stream_chunk":
-                sent += len(packet.stream_chunk.content)
-                on_progress(min(sent / total, 1.0))
+
+        async def send(batch: Iterable[DataPacket]) -> None:
+            nonlocal sent
+            for packet in batch:
+                await self._send(packet)
+                if on_progress is not None and total and packet.HasField("stream_chunk"):
+                    sent += len(packet.stream_chunk.content)
+                    on_progress(min(sent / total, 1.0))
+
+        if not off_loop:
+            await send(packets)
+        else:
+            ahead = asyncio.ensure_future(asyncio.to_thread(_take_batch, packets))
+            try:
+                while batch := await ahead:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(_take_batch, packets))
+                    await send(batch)
+            finally:
+                # On failure the thread may still be encoding; its batch is dropped unsent.
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
         if on_progress is not None:
             on_progress(1.0)
 
@@ -93,14 +164,13 @@ class OutgoingDataStreamManager(PacketEmitter):
             ),
         )
         payload = text.encode()
-        packets = encode_payload(
+        await self._send_payload(
             fields,
             payload,
             route,
+            None if attachments else on_progress,
             allow_inline=not attachments,
-            zstd_level=self.zstd_level,
         )
-        await self._send_all(packets, len(payload), None if attachments else on_progress)
         if attachments:
             await asyncio.gather(
                 *(
@@ -151,8 +221,7 @@ class OutgoingDataStreamManager(PacketEmitter):
             attributes=dict(attributes or {}),
             byte_name=name or c.DEFAULT_BYTE_STREAM_NAME,
         )
-        packets = encode_payload(fields, data, route, zstd_level=self.zstd_level)
-        await self._send_all(packets, len(data), on_progress)
+        await self._send_payload(fields, data, route, on_progress)
         return _byte_info(fields, len(data))
 
     async def send_file(

@@ -516,3 +516,73 @@ async def test_send_failure_propagates() -> None:
     wire.fail = ConnectionError("down")
     with pytest.raises(ConnectionError):
         await streams.send_text("x")
+
+
+# -- large compressed payloads: encoded off the event loop -------------------------------------
+
+
+def _zstd_feeds_on(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the thread name of every zstd compression step."""
+    import threading
+
+    from livekit_rpc.wire import compression
+
+    threads: list[str] = []
+    original = compression.StreamCompressor.feed
+
+    def feed(self: compression.StreamCompressor, data: bytes) -> bytes:
+        threads.append(threading.current_thread().name)
+        return original(self, data)
+
+    monkeypatch.setattr(compression.StreamCompressor, "feed", feed)
+    return threads
+
+
+@pytest.mark.parametrize("size", [3_000_000, (1 << 20) + 1])
+async def test_big_compressed_payload_is_encoded_off_the_loop_in_order(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    import threading
+
+    import zstandard
+
+    threads = _zstd_feeds_on(monkeypatch)
+    streams, wire = manager(bob=V2_ALL)
+    data = (semi_compressible(200).encode() * 20)[:size]
+    progress: list[float] = []
+    await streams.send_bytes(data, destination_identities=["bob"], on_progress=progress.append)
+    assert threads and threading.main_thread().name not in threads
+    assert wire.packets[0].stream_header.compression == ZSTD
+    assert wire.kinds()[-1] == "stream_trailer"
+    chunks = wire.of_kind("stream_chunk")
+    assert [p.stream_chunk.chunk_index for p in chunks] == list(range(len(chunks)))
+    content = b"".join(p.stream_chunk.content for p in chunks)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(content) == data
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+async def test_small_compressed_payload_stays_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    threads = _zstd_feeds_on(monkeypatch)
+    streams, wire = manager(bob=V2_ALL)
+    await streams.send_bytes(semi_compressible().encode(), destination_identities=["bob"])
+    assert wire.packets[0].stream_header.compression == ZSTD
+    assert set(threads) <= {threading.main_thread().name}
+
+
+async def test_failure_mid_send_of_a_big_payload_stops_it() -> None:
+    streams, _ = manager(bob=V2_ALL)
+    data = semi_compressible(200).encode() * 20
+    sent = 0
+
+    async def send(packet: DataPacket) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == 5:
+            raise ConnectionError("down")
+
+    streams._send = send  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await streams.send_bytes(data, destination_identities=["bob"])
+    assert sent == 5
