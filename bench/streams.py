@@ -4,7 +4,8 @@ No network, no event loop: everything runs in this process.
 
 For each payload kind (``json``: realistic records sent as a text stream; ``prose``: English-like
 text sent as a text stream; ``random``: incompressible random bytes sent as a byte stream) and
-each compression the route can pick (none, deflate-raw, zstd level 3), one repetition times:
+each compression the route can pick (none, deflate-raw, zstd at the default level 1), one
+repetition times:
 
 * **stream path** -- encode: ``encode_payload`` (which compresses the whole payload and cuts it
   into 15,000-byte chunks) with every DataPacket turned into wire bytes by
@@ -13,7 +14,7 @@ each compression the route can pick (none, deflate-raw, zstd level 3), one repet
   the whole payload (``str`` for text streams, ``bytes`` for byte streams).
 * **one-shot** -- the same codec run once on the whole payload in memory:
   ``zlib.compressobj(-1, DEFLATED, -15)`` + ``zlib.decompress(..., -15)``;
-  ``zstandard.ZstdCompressor(level=3).compress`` + ``ZstdDecompressor().decompress``; for none a
+  ``zstandard.ZstdCompressor(level=1).compress`` + ``ZstdDecompressor().decompress``; for none a
   plain copy into 15,000-byte slices and their concatenation. For text kinds the one-shot
   output is also decoded to ``str``, as the stream path delivers ``str``.
 
@@ -69,6 +70,7 @@ from livekit_rpc.streams.framing import (
     text_header,
 )
 from livekit_rpc.wire import constants as c
+from livekit_rpc.wire.compression import DEFAULT_ZSTD_LEVEL
 from livekit_rpc.wire.packets import DataPacket
 
 TARGET = 1.3
@@ -270,7 +272,7 @@ def oneshot_run(kind: Kind, payload: bytes, compression: int) -> Run:
             raw = zlib.decompress(blob, -15)
         elif compression == c.COMPRESSION_LKRPC_ZSTD:
             t0 = time.perf_counter()
-            blob = zstandard.ZstdCompressor(level=3).compress(payload)
+            blob = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL).compress(payload)
             t1 = time.perf_counter()
             raw = zstandard.ZstdDecompressor().decompress(blob)
         else:

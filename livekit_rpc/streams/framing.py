@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..peers import PeerDirectory
 from ..wire import constants as c
-from ..wire.compression import compress_pieces
+from ..wire.compression import DEFAULT_ZSTD_LEVEL, compress_pieces
 from ..wire.packets import (
     DataPacket,
     DataStream,
@@ -123,7 +123,7 @@ def encode_payload(
     route: Route,
     *,
     allow_inline: bool = True,
-    zstd_level: int = 3,
+    zstd_level: int = DEFAULT_ZSTD_LEVEL,
 ) -> Iterator[DataPacket]:
     """Packets for a whole payload known up front (``send_text`` / ``send_bytes``).
 

@@ -19,7 +19,9 @@ from .constants import COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD, COMPRESS
 SUPPORTED_COMPRESSIONS: Final = frozenset(
     {COMPRESSION_NONE, COMPRESSION_DEFLATE_RAW, COMPRESSION_LKRPC_ZSTD}
 )
-DEFAULT_ZSTD_LEVEL: Final = 3
+DEFAULT_ZSTD_LEVEL: Final = 1
+"""zstd level used unless told otherwise. Level 1 compresses RPC-style JSON about 1.7x faster
+than level 3 and, from about 20 KB up, no larger (bench/room.py: 10 MB JSON RPC ~35% faster)."""
 _OUTPUT_STEP: Final = 1 << 18
 
 
