@@ -9,6 +9,9 @@ packet handling. :class:`SctpTuner` changes two things on one ``RTCPeerConnectio
   or while queued data-channel messages are flushed, leave in as few packets as fit the
   packet size, control chunks (SACK, FORWARD TSN) first. A packet holding a SACK plus the
   replies it triggered, or an RPC acknowledgement plus its response, is one datagram.
+* **Delayed SACKs** (RFC 4960 §6.2): every second packet is acknowledged at once; a SACK for
+  a lone packet waits up to :data:`SACK_DELAY` for data going back to the same peer and rides
+  with it, so a request's SACK travels with the reply.
 * **Large packets**, only when both ends opted in and the connection never leaves the host.
   Each side that can receive them adds ``a=x-lkrpc-sctp-max-packet-size:N`` to the
   application section of the SDP it sends; LiveKit servers and other WebRTC stacks ignore
@@ -80,6 +83,9 @@ LARGE_PACKET_CWND_LIMIT = 8 * LARGE_PACKET_SIZE
 
 RECEIVE_BUFFER_BYTES = 1 << 21
 """``SO_RCVBUF`` asked for on same-host paths (the kernel caps it at ``rmem_max``)."""
+
+SACK_DELAY = 0.02
+"""Seconds a SACK for a lone packet waits for outgoing data to ride with."""
 
 _DTLS_RECORD_ROOM = 16_384 + 512
 """Bytes to read for one DTLS datagram: the largest record plus its header and AEAD tag."""
@@ -171,6 +177,7 @@ class BundlingSctpTransport(RTCSctpTransport):
         self._bundle_depth += 1
         try:
             await super()._handle_data(data)
+            await self._sack_with_data()
         finally:
             self._bundle_depth -= 1
             if not self._bundle_depth:
@@ -180,23 +187,28 @@ class BundlingSctpTransport(RTCSctpTransport):
         self._bundle_depth += 1
         try:
             await super()._data_channel_flush()
-            if self._sack_needed and (self._bundle_data or self._bundle_control):
-                await self._sack_now()  # rides with the data
+            await self._sack_with_data()
         finally:
             self._bundle_depth -= 1
             if not self._bundle_depth:
                 await self._flush_bundle()
 
+    async def _sack_with_data(self) -> None:
+        """A pending SACK rides in the packet carrying the data about to leave."""
+        if self._sack_needed and self._bundle_data:
+            await self._sack_now()
+
     async def _send_sack(self) -> None:
         # aiortc calls this after each received packet that needs acknowledging. Every second
-        # such packet is acknowledged at once (RFC 4960 §6.2); a lone one only after the
-        # sends it triggered have gone out (the SACK then travels with them when they go to
-        # the same peer), so a forwarded or answered message never waits behind a SACK.
+        # such packet is acknowledged at once; a lone one waits (RFC 4960 §6.2 allows 200 ms)
+        # for data going back to the peer, such as an RPC's reply, and rides with it. That
+        # saves a datagram at each end, and the waking of a process that had nothing to do.
         self._unacked_packets += 1
         if self._unacked_packets >= 2:
             await self._sack_now()
         elif self._sack_handle is None:
-            self._sack_handle = asyncio.get_running_loop().call_soon(self._sack_later)
+            loop = asyncio.get_running_loop()
+            self._sack_handle = loop.call_later(SACK_DELAY, self._sack_later)
 
     async def _sack_now(self) -> None:
         self._unacked_packets = 0

@@ -245,16 +245,24 @@ async def test_sack_goes_first_when_bundled_with_data() -> None:
         assert mixed > 0
 
 
-async def test_a_reply_sent_while_handling_a_message_carries_its_sack() -> None:
+@pytest.mark.parametrize("think", [0.0, 0.002])
+async def test_a_reply_carries_the_sack_of_the_message_it_answers(think: float) -> None:
+    """Answered at once or a little later (well within SACK_DELAY), the pong carries the
+    ping's SACK instead of the SACK leaving on its own."""
     async with Link() as link:
         answerer_queue = link.answerer.queues["_reliable"]
         replies: list[asyncio.Task[None]] = []
+
+        async def reply(data: bytes) -> None:
+            if think:
+                await asyncio.sleep(think)
+            await answerer_queue.send(b"pong" + data[4:])
 
         def answer(label: str, data: bytes) -> None:
             link.received.append((label, data))
             link._arrived.set()
             if data.startswith(b"ping"):
-                replies.append(asyncio.ensure_future(answerer_queue.send(b"pong" + data[4:])))
+                replies.append(asyncio.ensure_future(reply(data)))
 
         link.answerer._on_message = answer
         before = len(link.sent["answerer"])
