@@ -40,6 +40,8 @@ F = TypeVar("F", bound=RpcHandler)
 E = RpcError.ErrorCode
 
 _COMPRESS_CHUNKS_FROM = 1024
+_ACK_HOLD_S = 0.002
+"""How long the ack of a streaming call may wait to leave with the call's first chunk."""
 DEFAULT_MAX_REQUESTS_PER_CALLER = 1024
 # What JavaScript's parseInt skips before a number (WhiteSpace and LineTerminator), and
 # the ASCII digits it reads: Python's \s and \d would accept more.
@@ -97,6 +99,7 @@ class RpcServerManager(PacketEmitter):
         self._streaming: dict[tuple[str, str], StreamingResponse] = {}
         self._uploads: dict[tuple[str, str], RequestUpload] = {}
         self._serving: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._held_acks: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -230,7 +233,28 @@ class RpcServerManager(PacketEmitter):
             error = RpcError.built_in(E.APPLICATION_ERROR, "RPC data stream malformed")
             await self._send_error(request_id, caller, error)
             return
-        await self._send_quietly(rpc_ack_packet(request_id=request_id, destination=caller))
+        key = (caller, request_id)
+        streaming = attributes.get(c.ATTR_STREAMING) == "1"
+        if streaming and version == c.RPC_VERSION_V2 and method in self._handlers:
+            self._hold_ack(key)
+        else:
+            await self._send_quietly(rpc_ack_packet(request_id=request_id, destination=caller))
+        try:
+            await self._serve_acknowledged(reader, key, method, version, timeout_ms, attributes)
+        finally:
+            if key in self._held_acks:  # ended (or was cancelled) before sending anything
+                self._spawn(self._release_ack(key), None)
+
+    async def _serve_acknowledged(
+        self,
+        reader: TextStreamReader,
+        key: tuple[str, str],
+        method: str,
+        version: int,
+        timeout_ms: int,
+        attributes: dict[str, str],
+    ) -> None:
+        caller, request_id = key
         if version != c.RPC_VERSION_V2:
             await self._send_error(request_id, caller, RpcError.built_in(E.UNSUPPORTED_VERSION))
             return
@@ -242,10 +266,12 @@ class RpcServerManager(PacketEmitter):
         except Exception as exc:
             logger.warning("RPC request %s: payload stream failed: %s", request_id, exc)
             error = RpcError.built_in(E.APPLICATION_ERROR, "Error reading RPC request payload")
+            await self._release_ack(key)
             await self._send_error(request_id, caller, error)
             return
         handler = self._handlers.get(method)
         if handler is None:  # unregistered while the payload was arriving
+            await self._release_ack(key)
             await self._send_error(request_id, caller, RpcError.built_in(E.UNSUPPORTED_METHOD))
             return
         data = RpcInvocationData(
@@ -258,17 +284,38 @@ class RpcServerManager(PacketEmitter):
         if attributes.get(c.ATTR_STREAMING) == "1" and is_streaming_handler(handler):
             await self._serve_streaming(handler, data, attributes)
             return
+        await self._release_ack(key)
         await self._answer(handler, data, via_stream=True)
+
+    def _hold_ack(self, key: tuple[str, str]) -> None:
+        """Hold the ack of a streaming call briefly, so that it leaves in the same transport
+        packet as the first chunk (or heartbeat, or error) instead of on its own."""
+
+        def expire() -> None:
+            if key in self._held_acks:
+                self._spawn(self._release_ack(key), None)
+
+        loop = asyncio.get_running_loop()
+        self._held_acks[key] = loop.call_later(_ACK_HOLD_S, expire)
+
+    async def _release_ack(self, key: tuple[str, str]) -> None:
+        """Send the held ack of ``key``, if any; called before any other packet of the call."""
+        held = self._held_acks.pop(key, None)
+        if held is not None:
+            held.cancel()
+            await self._send_quietly(rpc_ack_packet(request_id=key[1], destination=key[0]))
 
     async def _serve_streaming(
         self, handler: RpcHandler, data: RpcInvocationData, attributes: dict[str, str]
     ) -> None:
         request_id, caller = data.request_id, data.caller_identity
+        key = (caller, request_id)
         window = parse_int_leniently(attributes.get(c.ATTR_WINDOW)) or c.DEFAULT_STREAM_WINDOW
         heartbeat_ms = parse_int_leniently(attributes.get(c.ATTR_HEARTBEAT_MS))
         deadline_ms = parse_int_leniently(attributes.get(c.ATTR_DEADLINE_MS))
 
         async def send_chunks(items: list[str | bytes], seq: int) -> None:
+            await self._release_ack(key)
             chunk_attributes = {c.ATTR_REQUEST_ID: request_id, c.ATTR_SEQ: str(seq)}
             content = join_chunks(items, chunk_attributes)
             send = self._streams.send_text if isinstance(content, str) else self._streams.send_bytes
@@ -281,6 +328,7 @@ class RpcServerManager(PacketEmitter):
             )
 
         async def send_heartbeat() -> None:
+            await self._release_ack(key)
             await self._send_control(caller, request_id, c.OP_HEARTBEAT)
 
         response = StreamingResponse(
@@ -290,7 +338,6 @@ class RpcServerManager(PacketEmitter):
             realtime=attributes.get(c.ATTR_REALTIME) == "1",
             heartbeat_interval=(heartbeat_ms or int(c.DEFAULT_HEARTBEAT_S * 1000)) / 1000,
         )
-        key = (caller, request_id)
         self._streaming[key] = response
         deadline = asyncio.timeout(deadline_ms / 1000 if deadline_ms else None)
         failure: RpcError | None = None
@@ -307,6 +354,7 @@ class RpcServerManager(PacketEmitter):
                 failure = RpcError.built_in(E.APPLICATION_ERROR, f"Uncaught error: {exc}")
         finally:
             self._streaming.pop(key, None)
+        await self._release_ack(key)
         if response.realtime and response.dropped:
             # Chunks dropped at the tail leave no gap for the caller to see: say how many.
             await self._send_control(caller, request_id, c.OP_END, {c.ATTR_SEQ: str(response.seq)})
@@ -443,6 +491,9 @@ class RpcServerManager(PacketEmitter):
 
     async def aclose(self) -> None:
         """Cancel running handlers and wait for them to finish."""
+        for held in self._held_acks.values():
+            held.cancel()
+        self._held_acks.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -150,8 +150,10 @@ class StreamingResponse:
             while True:
                 if upcoming is None:
                     upcoming = loop.create_task(_next(items))
-                    if batch:
-                        await asyncio.sleep(0)  # one step for the handler to produce more
+                    if batch and self.seq:
+                        # One step for the handler to produce more. Not before the first
+                        # chunk: time to first chunk matters more than a fuller batch.
+                        await asyncio.sleep(0)
                 if batch and (not upcoming.done() or batch_bytes >= MAX_BATCH_BYTES):
                     await self._flush(batch)
                     batch, batch_bytes = [], 0

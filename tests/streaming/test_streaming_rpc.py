@@ -443,3 +443,100 @@ async def test_malformed_batch_fails_the_call_with_1500(bridge: Bridge) -> None:
             async for _ in stream:
                 pass
     assert caught.value.code == 1500
+
+
+def kinds_from(bridge: Bridge, identity: str) -> list[str]:
+    """What ``identity`` sent, in order: "ack", "chunk" (a stream on the chunk topic),
+    "response" or "error" (rpc_response), other stream topics by name."""
+    out = []
+    for sender, p in bridge.log:
+        if sender != identity:
+            continue
+        if p.HasField("rpc_ack"):
+            out.append("ack")
+        elif p.HasField("rpc_response"):
+            out.append("error" if p.rpc_response.HasField("error") else "response")
+        elif p.HasField("stream_header"):
+            topic = p.stream_header.topic
+            out.append("chunk" if topic == c.STREAM_CHUNK_TOPIC else topic)
+    return out
+
+
+async def wait_for_ack_from(bridge: Bridge, identity: str) -> None:
+    async with asyncio.timeout(5):
+        while "ack" not in kinds_from(bridge, identity):  # noqa: ASYNC110 - polls the log
+            await asyncio.sleep(0.001)
+
+
+async def test_ack_of_a_streaming_call_leaves_right_before_its_first_chunk(
+    bridge: Bridge,
+) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+    sent_before_first_yield: list[list[str]] = []
+
+    @bob.server.register_rpc_method("tokens")
+    async def tokens(data: RpcInvocationData) -> AsyncIterator[str]:
+        sent_before_first_yield.append(kinds_from(bridge, "bob"))
+        yield "first"
+        yield "second"
+
+    async with alice.client.stream_rpc(
+        destination_identity="bob", method="tokens", payload=""
+    ) as stream:
+        assert [chunk async for chunk in stream] == ["first", "second"]
+    assert sent_before_first_yield == [[]]  # the ack was held while the handler started
+    assert kinds_from(bridge, "bob")[:2] == ["ack", "chunk"]
+
+
+async def test_held_ack_goes_alone_when_the_first_chunk_is_slow(bridge: Bridge) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+    release = asyncio.Event()
+
+    @bob.server.register_rpc_method("slow")
+    async def slow(data: RpcInvocationData) -> AsyncIterator[str]:
+        await release.wait()
+        yield "late"
+
+    async with alice.client.stream_rpc(
+        destination_identity="bob", method="slow", payload=""
+    ) as stream:
+        await wait_for_ack_from(bridge, "bob")
+        assert kinds_from(bridge, "bob") == ["ack"]
+        release.set()
+        assert [chunk async for chunk in stream] == ["late"]
+
+
+@pytest.mark.parametrize("outcome", ["raises", "yields nothing", "cancelled"])
+async def test_held_ack_is_sent_whatever_the_handler_does(bridge: Bridge, outcome: str) -> None:
+    alice, bob = bridge.join("alice"), bridge.join("bob")
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    @bob.server.register_rpc_method("m")
+    async def handler(data: RpcInvocationData) -> AsyncIterator[str]:
+        started.set()
+        try:
+            if outcome == "raises":
+                raise RpcError(2001, "nope")
+            if outcome == "cancelled":
+                await asyncio.Event().wait()
+            return
+            yield  # pragma: no cover - makes this an async generator
+        finally:
+            ended.set()
+
+    async with alice.client.stream_rpc(
+        destination_identity="bob", method="m", payload=""
+    ) as stream:
+        if outcome == "cancelled":
+            await started.wait()
+            await stream.cancel()
+        else:
+            if outcome == "raises":
+                with pytest.raises(RpcError) as caught:
+                    _ = [chunk async for chunk in stream]
+                assert caught.value.code == 2001
+            else:
+                assert [chunk async for chunk in stream] == []
+    await wait_for_ack_from(bridge, "bob")
+    await ended.wait()
+    assert kinds_from(bridge, "bob")[0] == "ack"
