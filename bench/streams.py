@@ -14,8 +14,10 @@ repetition times:
   the whole payload (``str`` for text streams, ``bytes`` for byte streams).
 * **one-shot** -- the same codec run once on the whole payload in memory:
   ``zlib.compressobj(-1, DEFLATED, -15)`` + ``zlib.decompress(..., -15)``;
-  ``zstandard.ZstdCompressor(level=1).compress`` + ``ZstdDecompressor().decompress``; for none a
-  plain copy into 15,000-byte slices and their concatenation. For text kinds the one-shot
+  ``zstandard.ZstdCompressor(level=1, write_checksum=True).compress`` +
+  ``ZstdDecompressor().decompress`` (the same frame format as the stream path, whose frames
+  always carry the content checksum, spec §6.3); for none a plain copy into 15,000-byte slices
+  and their concatenation. For text kinds the one-shot
   output is also decoded to ``str``, as the stream path delivers ``str``.
 
 Stream and one-shot runs alternate, one of each per repetition, so both see the same machine
@@ -272,7 +274,9 @@ def oneshot_run(kind: Kind, payload: bytes, compression: int) -> Run:
             raw = zlib.decompress(blob, -15)
         elif compression == c.COMPRESSION_LKRPC_ZSTD:
             t0 = time.perf_counter()
-            blob = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL).compress(payload)
+            blob = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL, write_checksum=True).compress(
+                payload
+            )
             t1 = time.perf_counter()
             raw = zstandard.ZstdDecompressor().decompress(blob)
         else:
