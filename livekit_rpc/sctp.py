@@ -33,13 +33,14 @@ receiving socket's buffer, whose size is also raised).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
 import socket
 import struct
 import types
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 from typing import Any
 
@@ -174,29 +175,26 @@ class BundlingSctpTransport(RTCSctpTransport):
         self._sack_task: asyncio.Task[None] | None = None
 
     async def _handle_data(self, data: bytes) -> None:
-        self._bundle_depth += 1
-        try:
+        async with self._bundling():
             await super()._handle_data(data)
-            await self._sack_with_data()
-        finally:
-            self._bundle_depth -= 1
-            if not self._bundle_depth:
-                await self._flush_bundle()
 
     async def _data_channel_flush(self) -> None:
+        async with self._bundling():
+            await super()._data_channel_flush()
+
+    @contextlib.asynccontextmanager
+    async def _bundling(self) -> AsyncIterator[None]:
+        """Chunks sent inside leave, bundled, when the outermost such scope ends; a pending
+        SACK rides in the packet carrying the data."""
         self._bundle_depth += 1
         try:
-            await super()._data_channel_flush()
-            await self._sack_with_data()
+            yield
+            if self._sack_needed and self._bundle_data:
+                await self._sack_now()
         finally:
             self._bundle_depth -= 1
             if not self._bundle_depth:
                 await self._flush_bundle()
-
-    async def _sack_with_data(self) -> None:
-        """A pending SACK rides in the packet carrying the data about to leave."""
-        if self._sack_needed and self._bundle_data:
-            await self._sack_now()
 
     async def _send_sack(self) -> None:
         # aiortc calls this after each received packet that needs acknowledging. Every second
