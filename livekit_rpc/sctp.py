@@ -16,10 +16,10 @@ packet handling. :class:`SctpTuner` changes two things on one ``RTCPeerConnectio
   Each side that can receive them adds ``a=x-lkrpc-sctp-max-packet-size:N`` to the
   application section of the SDP it sends; LiveKit servers and other WebRTC stacks ignore
   the attribute and keep getting standard packets. Once ICE has chosen its pair, a side whose
-  peer advertised the attribute and whose remote address is one of its own (or loopback)
-  sends SCTP packets of up to ``min(N, local)`` bytes. That path is the loopback device,
-  whose MTU is 64 KiB, so nothing is fragmented. A peer on another host always gets
-  standard packets, as IP fragmentation over a real network loses whole packets.
+  peer advertised the attribute, on a direct pair (no relay) whose remote address is one of
+  its own (or loopback), sends SCTP packets of up to ``min(N, local)`` bytes. That path is
+  the loopback device, whose MTU is 64 KiB, so nothing is fragmented. A peer on another host
+  always gets standard packets, as IP fragmentation over a real network loses whole packets.
 
 What large packets change inside aiortc (pinned to the version in ``pyproject.toml``): the
 chunk size, which aiortc reads from its module constant ``USERDATA_MAX_LENGTH`` in four
@@ -366,8 +366,11 @@ class SctpTuner:
         pair = getattr(connection, "_nominated", {}).get(1)
         if pair is None:
             return None
+        local, remote = pair.local_candidate, pair.remote_candidate
+        if local.type != "host" or remote.type not in ("host", "prflx"):
+            return None  # a relay on this host may forward to anywhere
         local_hosts = [c.host for c in getattr(connection, "local_candidates", [])]
-        if not is_same_host(pair.local_candidate.host, pair.remote_candidate.host, local_hosts):
+        if not is_same_host(local.host, remote.host, local_hosts):
             return None
         _raise_receive_buffer(pair.protocol)
         return min(self._remote_size, LARGE_PACKET_SIZE)

@@ -69,14 +69,19 @@ def test_same_host_means_loopback_or_one_of_our_addresses() -> None:
     assert not is_same_host("10.0.0.5", "host.example.test")
 
 
-def _tuner_with_path(local: str, remote: str, remote_size: int | None) -> tuple[SctpTuner, Any]:
+def _tuner_with_path(
+    local: str,
+    remote: str,
+    remote_size: int | None,
+    types: tuple[str, str] = ("host", "host"),
+) -> tuple[SctpTuner, Any]:
     pc: Any = SimpleNamespace(sctp=None)
     tuner = SctpTuner(pc)
     if remote_size is not None:
         tuner.remote_description(with_packet_size_attribute(SDP, remote_size))
     pair = SimpleNamespace(
-        local_candidate=SimpleNamespace(host=local),
-        remote_candidate=SimpleNamespace(host=remote),
+        local_candidate=SimpleNamespace(host=local, type=types[0]),
+        remote_candidate=SimpleNamespace(host=remote, type=types[1]),
         protocol=SimpleNamespace(transport=None),
     )
     connection = SimpleNamespace(_nominated={1: pair}, local_candidates=[])
@@ -92,6 +97,11 @@ def test_large_packets_need_the_remote_offer_and_a_same_host_path() -> None:
     assert tuner._choose_packet_size(dtls) is None
     tuner, dtls = _tuner_with_path("10.0.0.5", "127.0.0.1", None)  # peer did not offer
     assert tuner._choose_packet_size(dtls) is None
+    tuner, dtls = _tuner_with_path("10.0.0.5", "10.0.0.5", 16000, ("host", "prflx"))
+    assert tuner._choose_packet_size(dtls) == LARGE_PACKET_SIZE
+    for types in (("relay", "host"), ("host", "relay"), ("host", "srflx")):
+        tuner, dtls = _tuner_with_path("10.0.0.5", "10.0.0.5", 16000, types)
+        assert tuner._choose_packet_size(dtls) is None, types
 
 
 def test_every_aiortc_method_reading_the_chunk_size_is_rebound() -> None:
