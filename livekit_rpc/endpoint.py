@@ -62,8 +62,8 @@ class RpcEndpoint:
     def _on_request_stream(self, reader: TextStreamReader, sender: str) -> None:
         self.server.handle_request_stream(reader, sender)
 
-    async def _on_response_stream(self, reader: TextStreamReader, sender: str) -> None:
-        await self.client.handle_response_stream(reader, sender)
+    def _on_response_stream(self, reader: TextStreamReader, sender: str) -> None:
+        self.client.handle_response_stream(reader, sender)
 
     def _on_chunk_stream(self, reader: TextStreamReader | ByteStreamReader, sender: str) -> None:
         # Request chunks (client streaming) go to the server side, response chunks to the

@@ -14,6 +14,7 @@ from ..emitter import PacketEmitter, SendPacket
 from ..peers import PeerDirectory
 from ..streams.outgoing import OutgoingDataStreamManager
 from ..streams.reader import ByteStreamReader, TextStreamReader
+from ..streams.types import DataStreamError
 from ..wire import constants as c
 from ..wire.packets import rpc_request_packet
 from ..wire.utf8 import utf8_len
@@ -351,26 +352,32 @@ class RpcClientManager(PacketEmitter):
         else:
             call.settle(response.payload)
 
-    async def handle_response_stream(self, reader: TextStreamReader, sender_identity: str) -> None:
-        """A v2 response stream (topic ``lk.rpc_response``) started arriving."""
+    def handle_response_stream(self, reader: TextStreamReader, sender_identity: str) -> None:
+        """A v2 response stream (topic ``lk.rpc_response``) started arriving.
+
+        The call is settled in the same turn of the event loop as the stream's last packet
+        (for a small response, its only one), not by a task reading the stream.
+        """
         request_id = reader.info.attributes.get(c.ATTR_REQUEST_ID, "")
         if not request_id:
             logger.warning("RPC response stream from %s without a request id", sender_identity)
             return
         if self._call_from(request_id, sender_identity, "response stream") is None:
             return
-        try:
-            payload = await reader.read_all()
-        except Exception as exc:
-            logger.warning("RPC response stream for %s failed: %s", request_id, exc)
-            result: str | RpcError = RpcError.built_in(
-                E.APPLICATION_ERROR, "Error reading RPC response payload"
-            )
-        else:
-            result = payload
-        call = self._calls.get(request_id)
-        if call is not None and call.state is not CallState.DONE:
-            call.settle(result)
+
+        def settle() -> None:
+            try:
+                result: str | RpcError = reader._text_now()
+            except DataStreamError as exc:
+                logger.warning("RPC response stream for %s failed: %s", request_id, exc)
+                result = RpcError.built_in(
+                    E.APPLICATION_ERROR, "Error reading RPC response payload"
+                )
+            call = self._calls.get(request_id)
+            if call is not None and call.state is not CallState.DONE:
+                call.settle(result)
+
+        reader._when_done(settle)
 
     def handle_participant_disconnected(self, identity: str) -> None:
         """Fail every call to a participant who left (1503)."""

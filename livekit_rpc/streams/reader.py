@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Generic, TypeVar
 
 from .types import ByteStreamInfo, DataStreamError, TextStreamInfo
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T", str, bytes)
 I = TypeVar("I", TextStreamInfo, ByteStreamInfo)  # noqa: E741
@@ -28,6 +32,7 @@ class _StreamReader(Generic[T, I]):
         self._done = False
         self._error: DataStreamError | None = None
         self._arrival = asyncio.Event()
+        self._done_callbacks: list[Callable[[], None]] = []
 
     @property
     def info(self) -> I:
@@ -57,6 +62,24 @@ class _StreamReader(Generic[T, I]):
 
     def _wake(self) -> None:
         self._arrival.set()
+        if self._done and self._done_callbacks:
+            callbacks, self._done_callbacks = self._done_callbacks, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # never let a consumer break the dispatch of packets
+                    logger.exception("stream completion callback raised")
+
+    def _when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as soon as the stream has ended or failed (now if it has).
+
+        For consumers inside this package that must react in the same turn of the event loop
+        as the stream's last packet, without a task of their own.
+        """
+        if self._done:
+            callback()
+        else:
+            self._done_callbacks.append(callback)
 
     # -- consumer API -----------------------------------------------------------------------
 
@@ -80,6 +103,15 @@ class _StreamReader(Generic[T, I]):
 
 class TextStreamReader(_StreamReader[str, TextStreamInfo]):
     """Reader of a text stream: iteration yields ``str`` deltas."""
+
+    def _text_now(self) -> str:
+        """The whole text of a stream that is done; raises its error if it failed."""
+        assert self._done, "the stream has not ended"
+        if self._error is not None:
+            raise self._error
+        text = "".join(self._pieces)
+        self._pieces.clear()
+        return text
 
     async def read_all(self) -> str:
         """The whole text; raises :class:`DataStreamError` if the stream failed."""

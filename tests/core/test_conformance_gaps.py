@@ -75,7 +75,7 @@ async def test_p7_response_stream_without_pending_call_is_not_read() -> None:
 
     async def spy(reader, sender):  # type: ignore[no-untyped-def]
         reader_seen.set()
-        await original(reader, sender)
+        original(reader, sender)
         reads.append("done" if reader._pieces else "unread")
 
     ep.streams_in.unregister_text_stream_handler(c.RPC_RESPONSE_TOPIC)
@@ -163,4 +163,36 @@ async def test_acks_and_responses_without_a_sender_are_ignored() -> None:
     with pytest.raises(RpcError) as caught:
         await call
     assert caught.value.code == 1502
+    await ep.aclose()
+
+
+@pytest.mark.parametrize("failed", [False, True])
+async def test_v2_response_stream_settles_the_call_in_the_turn_it_ends(failed: bool) -> None:
+    """No task reads a response stream: the call is settled while its last packet is handled."""
+    from livekit_rpc.rpc.client import CallState
+
+    ep, wire = endpoint(bob=V2_ALL)
+    task = asyncio.create_task(
+        ep.client.perform_rpc(destination_identity="bob", method="m", payload="x")
+    )
+    await settle()
+    request_id = wire.of_kind("stream_header")[0].stream_header.attributes[c.ATTR_REQUEST_ID]
+    ep.handle_packet(stamped(rpc_ack_packet(request_id=request_id, destination=""), "bob"))
+    attributes = {c.ATTR_REQUEST_ID: request_id}
+    ep.handle_packet(header(topic=c.RPC_RESPONSE_TOPIC, attributes=attributes, sender="bob"))
+    ep.handle_packet(chunk(content=b"he", sender="bob"))
+    call = ep.client._calls[request_id]
+    assert call.state is not CallState.DONE  # the stream has not ended yet
+    if failed:
+        ep.handle_packet(chunk(content=b"llo", index=5, sender="bob"))  # a gap fails it
+    else:
+        ep.handle_packet(chunk(content=b"llo", index=1, sender="bob"))
+        ep.handle_packet(trailer(sender="bob"))
+    assert call.state is CallState.DONE  # no turn of the event loop in between
+    if failed:
+        with pytest.raises(RpcError) as caught:
+            await task
+        assert caught.value.code == 1500
+    else:
+        assert await task == "hello"
     await ep.aclose()
