@@ -66,9 +66,10 @@ class EngineListener(Protocol):
     def on_data_packet(self, packet: models.DataPacket, kind: int) -> None:
         """A data packet arrived (``kind`` is the wire kind of the channel it came on)."""
 
-    def on_engine_closed(self, reason: int, message: str) -> None:
+    def on_engine_closed(self, reason: int, message: str, *, recoverable: bool) -> None:
         """The session ended without a local ``close``: server leave, lost signalling, failed
-        peer connection. ``reason`` is a ``DisconnectReason`` value."""
+        peer connection. ``reason`` is a ``DisconnectReason`` value; ``recoverable`` is false
+        when the server said to leave for good."""
 
 
 @dataclass
@@ -105,6 +106,7 @@ class RtcEngine:
         self._lost = asyncio.Event()
         self._lost_reason = 0
         self._lost_message = ""
+        self._lost_recoverable = False
         self.join: proto_rtc.JoinResponse | None = None
         self.subscriber_primary = False
 
@@ -175,7 +177,9 @@ class RtcEngine:
         if self._lost.is_set():
             # Lost right after connecting: report it now that the room is listening.
             self._close_reported = False
-            self._report_closed(self._lost_reason, self._lost_message)
+            self._report_closed(
+                self._lost_reason, self._lost_message, recoverable=self._lost_recoverable
+            )
         return join
 
     async def _wait_primary_ready(self) -> None:
@@ -272,9 +276,9 @@ class RtcEngine:
         else:
             logger.debug("ignoring signal message %s", which)
 
-    def on_signal_closed(self, reason: int, message: str) -> None:
+    def on_signal_closed(self, reason: int, message: str, *, recoverable: bool) -> None:
         """The signal session ended (server leave, socket closed, ping timeout)."""
-        self._report_closed(reason, message)
+        self._report_closed(reason, message, recoverable=recoverable)
 
     def _on_answer(self, answer: proto_rtc.SessionDescription) -> None:
         waiter = self._answer_waiter
@@ -388,18 +392,20 @@ class RtcEngine:
                 if state == "failed"
                 else models.DisconnectReason.UNKNOWN_REASON,
                 f"{name} peer connection {state}",
+                recoverable=True,
             )
 
-    def _report_closed(self, reason: int, message: str) -> None:
+    def _report_closed(self, reason: int, message: str, *, recoverable: bool) -> None:
         if self._closed or self._close_reported:
             return
         self._close_reported = True
         if not self._lost.is_set():
             self._lost_reason, self._lost_message = reason, message
+            self._lost_recoverable = recoverable
             self._lost.set()
         if self._connecting:
             return  # connect() turns it into a ConnectError
-        self._listener.on_engine_closed(reason, message)
+        self._listener.on_engine_closed(reason, message, recoverable=recoverable)
 
     async def close(self, *, send_leave: bool = True) -> None:
         """Leave (optionally), close the peer connections and stop all engine tasks.

@@ -22,6 +22,8 @@ EventTypes = Literal[
     "connection_state_changed",
     "connected",
     "disconnected",
+    "reconnecting",
+    "reconnected",
     "data_received",
 ]
 """Events a :class:`~livekit_rpc.room.Room` emits.
@@ -34,6 +36,9 @@ EventTypes = Literal[
 * ``connection_state_changed(state: ConnectionState)``
 * ``connected()``
 * ``disconnected(reason: DisconnectReason)``
+* ``reconnecting()``: the connection was lost; the room is rejoining (state
+  ``CONN_RECONNECTING``)
+* ``reconnected()``: rejoined; participants that came or went meanwhile have had their events
 * ``data_received(packet: DataPacket)``
 """
 

@@ -57,6 +57,13 @@ _WIRE_LOSSY = models.DataPacket.Kind.LOSSY
 _WIRE_RELIABLE = models.DataPacket.Kind.RELIABLE
 
 
+_REJOIN_FIRST_DELAY = 0.25
+"""Seconds before the second attempt to rejoin; doubled after each failure."""
+_REJOIN_MAX_DELAY = 2.0
+_FINAL_HTTP_STATUSES = frozenset({401, 403})
+"""Refusals of the token: a rejoin stops at once."""
+
+
 @dataclass
 class RtcConfiguration:
     """WebRTC settings.
@@ -100,6 +107,10 @@ class RoomOptions:
         send_low_water: waiting senders resume when the buffer drains to this many bytes.
         stream_limits: bounds on what remote peers can make this client hold for incoming
             data streams (``None``: the library defaults).
+        reconnect_timeout: after losing the connection (signalling closed or silent, peer
+            connection failed, or the server asking to rejoin), seconds to keep trying to
+            rejoin before giving up with ``disconnected``; 0 disables rejoining. A server
+            telling the client to leave for good is never retried.
     """
 
     auto_subscribe: bool = False
@@ -110,6 +121,7 @@ class RoomOptions:
     send_high_water: int = DEFAULT_HIGH_WATER
     send_low_water: int = DEFAULT_LOW_WATER
     stream_limits: StreamLimits | None = None
+    reconnect_timeout: float = 20.0
 
 
 class Room(AsyncIOEventEmitter):
@@ -119,10 +131,16 @@ class Room(AsyncIOEventEmitter):
     :data:`~livekit_rpc.room.events.EventTypes`: ``participant_connected``,
     ``participant_disconnected``, ``participant_attributes_changed``,
     ``participant_metadata_changed``, ``participant_name_changed``,
-    ``connection_state_changed``, ``connected``, ``disconnected``, ``data_received``.
+    ``connection_state_changed``, ``connected``, ``disconnected``, ``reconnecting``,
+    ``reconnected``, ``data_received``.
 
     A ``Room`` connects once; create a new one to connect again. RPC methods and stream
     handlers may be registered before connecting.
+
+    When the connection is lost, the room rejoins with the same token (``reconnecting``, then
+    ``reconnected``), keeping ``local_participant``, its RPC methods and stream handlers.
+    While it rejoins, sends fail with ``ConnectionError`` (an RPC call fails with 1505); calls
+    already in flight complete if their answer arrives after the rejoin.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -138,6 +156,8 @@ class Room(AsyncIOEventEmitter):
         self._room_info = models.Room()
         self._used = False
         self._closing: asyncio.Task[None] | None = None
+        self._rejoin: asyncio.Task[None] | None = None
+        self._rejoin_args: tuple[str, str, EngineOptions, float] | None = None
         self._disconnect_reason = DisconnectReason.UNKNOWN_REASON
         # An exception in a user's event handler is logged, never raised into the transport.
         self.on("error", _log_handler_error)
@@ -241,6 +261,7 @@ class Room(AsyncIOEventEmitter):
         for topic, handler in self._pending_byte_handlers.items():
             self._endpoint.streams_in.register_byte_stream_handler(topic, handler)
 
+        self._rejoin_args = (url, token, engine_options, options.reconnect_timeout)
         engine = RtcEngine(self, engine_options)
         self._engine = engine
         try:
@@ -270,14 +291,18 @@ class Room(AsyncIOEventEmitter):
         """Leave the room: fail pending calls, close streams, send ``leave``, close the peer
         connections. Also waits for a disconnect the server started. Idempotent."""
         if self._closing is None:
-            if self._engine is None:
+            if self._engine is None and self._rejoin is None:
                 return
             self._closing = asyncio.ensure_future(self._shutdown(reason, local=True))
         await asyncio.shield(self._closing)
 
     async def _shutdown(self, reason: int, *, local: bool) -> None:
         self._disconnect_reason = DisconnectReason.from_wire(reason)
-        was_connected = self._connection_state == ConnectionState.CONN_CONNECTED
+        rejoin = self._rejoin
+        if rejoin is not None and asyncio.current_task() is not rejoin:
+            rejoin.cancel()
+            await asyncio.gather(rejoin, return_exceptions=True)
+        was_connected = self._connection_state != ConnectionState.CONN_DISCONNECTED
         endpoint = self._endpoint
         if endpoint is not None:
             try:
@@ -301,21 +326,94 @@ class Room(AsyncIOEventEmitter):
 
     # -- engine callbacks ---------------------------------------------------------------------
 
-    def on_engine_closed(self, reason: int, message: str) -> None:
+    def on_engine_closed(self, reason: int, message: str, *, recoverable: bool) -> None:
         """The session ended on the server's side or through a network failure."""
+        if self._closing is not None or self._rejoin is not None:
+            return
+        args = self._rejoin_args
+        if (
+            recoverable
+            and args is not None
+            and args[3] > 0
+            and self._connection_state == ConnectionState.CONN_CONNECTED
+        ):
+            logger.info("connection lost: %s (%s); rejoining", message, reason)
+            self._rejoin = asyncio.ensure_future(self._run_rejoin(reason, *args))
+            self._rejoin.add_done_callback(_log_failure)
+            return
         logger.info("room disconnected: %s (%s)", message, reason)
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self._shutdown(reason, local=False))
-            self._closing.add_done_callback(_log_failure)
+        self._closing = asyncio.ensure_future(self._shutdown(reason, local=False))
+        self._closing.add_done_callback(_log_failure)
+
+    async def _run_rejoin(
+        self, reason: int, url: str, token: str, options: EngineOptions, budget: float
+    ) -> None:
+        """Close the lost session and join again until it works or ``budget`` seconds pass."""
+        self._set_state(ConnectionState.CONN_RECONNECTING)
+        self.emit("reconnecting")
+        if self._endpoint is not None:
+            self._endpoint.streams_in.set_connected(False)
+        lost, self._engine = self._engine, None
+        if lost is not None:
+            await lost.close(send_leave=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        delay = _REJOIN_FIRST_DELAY
+        failure = ""
+        while loop.time() < deadline:
+            engine = RtcEngine(self, options)
+            self._engine = engine
+            try:
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    await engine.connect(url, token)
+            except (ConnectError, TimeoutError) as exc:
+                failure = str(exc) or type(exc).__name__
+                self._engine = None
+                await engine.close(send_leave=False)
+                if isinstance(exc, ConnectError) and exc.status in _FINAL_HTTP_STATUSES:
+                    break  # the token or the room is refused: retrying cannot help
+                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+                delay = min(delay * 2, _REJOIN_MAX_DELAY)
+                continue
+            except BaseException:
+                self._engine = None
+                await engine.close(send_leave=True)
+                raise
+            self._rejoin = None
+            self._set_state(ConnectionState.CONN_CONNECTED)
+            self.emit("reconnected")
+            if self._endpoint is not None:
+                self._endpoint.streams_in.set_connected(True)
+            return
+        logger.info("could not rejoin: %s", failure)
+        self._closing = asyncio.ensure_future(self._shutdown(reason, local=False))
+        self._closing.add_done_callback(_log_failure)
+        self._rejoin = None
 
     def on_join(self, join: proto_rtc.JoinResponse) -> None:
         """Take the local participant, the room and the participants already present from the
-        join response (no ``participant_connected`` events for those)."""
+        join response (no ``participant_connected`` events for those).
+
+        On a rejoin, the local participant object is kept, and the participants who left or
+        came while the connection was down get their events now.
+        """
         self._room_info.CopyFrom(join.room)
-        self._local_participant = LocalParticipant(self, join.participant)
-        for info in join.other_participants:
-            if info.state != _STATE.DISCONNECTED and info.identity:
-                self._remote_participants[info.identity] = RemoteParticipant(info)
+        present = {
+            info.identity: info
+            for info in join.other_participants
+            if info.state != _STATE.DISCONNECTED and info.identity
+        }
+        if self._local_participant is None:
+            self._local_participant = LocalParticipant(self, join.participant)
+            for identity, info in present.items():
+                self._remote_participants[identity] = RemoteParticipant(info)
+            return
+        self._local_participant._info.CopyFrom(join.participant)
+        for identity, participant in list(self._remote_participants.items()):
+            if identity not in present:
+                self._remove_participant(participant)
+        for info in present.values():
+            self._apply_participant(info)
 
     def on_participant_update(self, participants: Sequence[models.ParticipantInfo]) -> None:
         """Apply a ``ParticipantUpdate`` from the server."""
@@ -419,6 +517,8 @@ class Room(AsyncIOEventEmitter):
 
     async def _send_packet(self, packet: models.DataPacket) -> None:
         engine = self._engine
+        if self._rejoin is not None:
+            raise ConnectionError("room is reconnecting")
         if engine is None or self._closing is not None:
             raise ConnectionError("room is not connected")
         if self._local_participant is not None and not packet.participant_identity:

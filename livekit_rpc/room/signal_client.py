@@ -86,9 +86,10 @@ class SignalHandler(Protocol):
     async def on_signal_message(self, message: proto_rtc.SignalResponse) -> None:
         """Handle one server message; messages are delivered one at a time, in order."""
 
-    def on_signal_closed(self, reason: int, message: str) -> None:
+    def on_signal_closed(self, reason: int, message: str, *, recoverable: bool) -> None:
         """The signal connection ended without a local ``close``; ``reason`` is a
-        ``DisconnectReason`` value."""
+        ``DisconnectReason`` value. ``recoverable`` is false only when the server said to
+        leave for good (a ``LeaveRequest`` with action ``DISCONNECT``)."""
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,7 @@ class SignalClient:
         ws = self._ws
         reason = models.DisconnectReason.SIGNAL_CLOSE
         detail = "signal connection closed"
+        recoverable = True
         try:
             async for msg in ws:
                 self._last_message = time.monotonic()
@@ -337,6 +339,7 @@ class SignalClient:
                 if which == "leave":
                     reason = response.leave.reason or models.DisconnectReason.UNKNOWN_REASON
                     detail = "server sent leave"
+                    recoverable = response.leave.action != proto_rtc.LeaveRequest.Action.DISCONNECT
                     await self._handler.on_signal_message(response)
                     break
                 try:
@@ -352,7 +355,7 @@ class SignalClient:
         if not self._closed:
             self._closed = True
             self._fail_pending(SignalRequestError(detail))
-            self._handler.on_signal_closed(reason, detail)
+            self._handler.on_signal_closed(reason, detail, recoverable=recoverable)
 
     async def _ping_loop(self) -> None:
         timeout = self.ping_timeout if self.ping_timeout > 0 else max(3 * self.ping_interval, 5)
@@ -364,7 +367,9 @@ class SignalClient:
                     self._closed = True
                     self._fail_pending(SignalRequestError("signal ping timeout"))
                     self._handler.on_signal_closed(
-                        models.DisconnectReason.SIGNAL_CLOSE, "signal ping timeout"
+                        models.DisconnectReason.SIGNAL_CLOSE,
+                        "signal ping timeout",
+                        recoverable=True,
                     )
                 return
             with contextlib.suppress(Exception):

@@ -582,3 +582,106 @@ async def test_large_sctp_packets_with_the_dev_server_unless_turned_off(
     assert alice._engine is not None and alice._engine.publisher is not None
     sctp = alice._engine.publisher.pc.sctp
     assert sctp.packet_size == (LARGE_PACKET_SIZE if large else STANDARD_PACKET_SIZE)
+
+
+def _session_of(server: DevServer, identity: str) -> Any:
+    from .conftest import ROOM
+
+    return next(s for s in server.rooms()[ROOM].sessions() if s.participant.identity == identity)
+
+
+def _watch(room: Room) -> list[str]:
+    events: list[str] = []
+    for name in ("reconnecting", "reconnected"):
+        room.on(name, lambda name=name: events.append(name))
+    room.on("disconnected", lambda reason: events.append(f"disconnected:{reason.name}"))
+    return events
+
+
+@pytest.mark.parametrize("loss", ["server asks to rejoin", "signal socket closed"])
+async def test_room_rejoins_after_losing_its_connection(
+    server: DevServer, connect_room: ConnectRoom, loss: str
+) -> None:
+    from livekit.protocol import rtc as proto_rtc
+
+    alice = await connect_room("alice")
+    bob = await connect_room("bob")
+    bob.local_participant.register_rpc_method("echo", lambda data: data.payload)
+    alice.local_participant.register_rpc_method("whoami", lambda data: data.caller_identity)
+    await wait_until(lambda: "bob" in alice.remote_participants)
+    local = alice.local_participant
+    events = _watch(alice)
+    session = _session_of(server, "alice")
+    if loss == "server asks to rejoin":
+        session.disconnect(
+            models.DisconnectReason.STATE_MISMATCH, proto_rtc.LeaveRequest.Action.RECONNECT
+        )
+    else:
+        await session._ws.close()
+    await wait_until(lambda: "reconnected" in events, within=15)
+    assert events == ["reconnecting", "reconnected"]
+    assert alice.connection_state == ConnectionState.CONN_CONNECTED
+    assert alice.local_participant is local
+    assert "bob" in alice.remote_participants
+    await wait_until(lambda: "alice" in bob.remote_participants)
+    reply = await alice.local_participant.perform_rpc(
+        destination_identity="bob", method="echo", payload="after the rejoin"
+    )
+    assert reply == "after the rejoin"
+    assert (
+        await bob.local_participant.perform_rpc(
+            destination_identity="alice", method="whoami", payload=""
+        )
+        == "bob"
+    )
+
+
+async def test_rejoin_gives_up_when_the_token_is_refused(
+    server: DevServer, connect_room: ConnectRoom
+) -> None:
+    from livekit.protocol import rtc as proto_rtc
+
+    # Valid for 2 more seconds, counting the server's 60 s of leeway.
+    alice = await connect_room("alice", ttl=2, now=time.time() - 60)
+    events = _watch(alice)
+    await asyncio.sleep(2.5)  # the token has expired; the session goes on
+    _session_of(server, "alice").disconnect(
+        models.DisconnectReason.STATE_MISMATCH, proto_rtc.LeaveRequest.Action.RECONNECT
+    )
+    await wait_until(lambda: any(e.startswith("disconnected") for e in events), within=10)
+    assert events == ["reconnecting", "disconnected:STATE_MISMATCH"]
+    assert alice.connection_state == ConnectionState.CONN_DISCONNECTED
+
+
+async def test_disconnect_while_rejoining(server: DevServer, connect_room: ConnectRoom) -> None:
+    alice = await connect_room("alice")
+    events = _watch(alice)
+    alice.on("reconnecting", lambda: asyncio.ensure_future(alice.disconnect()))
+    await _session_of(server, "alice")._ws.close()
+    await wait_until(lambda: any(e.startswith("disconnected") for e in events), within=10)
+    await asyncio.sleep(0.5)
+    assert events == ["reconnecting", "disconnected:CLIENT_INITIATED"]
+    assert alice.connection_state == ConnectionState.CONN_DISCONNECTED
+
+
+async def test_sends_fail_fast_while_rejoining(
+    server: DevServer, connect_room: ConnectRoom
+) -> None:
+    alice = await connect_room("alice")
+    await connect_room("bob")
+    await wait_until(lambda: "bob" in alice.remote_participants)
+    outcome: list[Any] = []
+
+    async def call_now() -> None:
+        try:
+            await alice.local_participant.perform_rpc(
+                destination_identity="bob", method="echo", payload="x"
+            )
+        except RpcError as exc:
+            outcome.append(exc.code)
+
+    alice.on("reconnecting", lambda: outcome.append(asyncio.ensure_future(call_now())))
+    await _session_of(server, "alice")._ws.close()
+    await wait_until(lambda: len(outcome) == 2, within=10)
+    assert outcome[1] == 1505  # SEND_FAILED, at once: not after the 7 s ack timeout
+    await wait_until(lambda: alice.connection_state == ConnectionState.CONN_CONNECTED, within=15)

@@ -95,7 +95,7 @@ async def test_server_leave_disconnects() -> None:
         room = Room()
         seen: list[Any] = []
         room.on("disconnected", seen.append)
-        await room.connect(server.url, token("alice"), room_options())
+        await room.connect(server.url, token("alice"), room_options(reconnect_timeout=0))
         await server.leave(DisconnectReason.DUPLICATE_IDENTITY)
         await wait_until(lambda: seen)
         assert seen == [DisconnectReason.DUPLICATE_IDENTITY]
@@ -118,7 +118,7 @@ async def test_pings_keep_the_session_and_silence_ends_it() -> None:
         room = Room()
         seen: list[Any] = []
         room.on("disconnected", seen.append)
-        await room.connect(server.url, token("alice"), room_options())
+        await room.connect(server.url, token("alice"), room_options(reconnect_timeout=0))
         started = time.monotonic()
         await wait_until(lambda: seen, within=8)
         # Timeout 2 s after the last message, checked once per 1 s ping interval.
