@@ -40,7 +40,7 @@ import re
 import socket
 import struct
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -128,7 +128,7 @@ def advertised_packet_size(sdp: str) -> int | None:
     return size if STANDARD_PACKET_SIZE <= size <= 65_535 else None
 
 
-def is_same_host(local_host: str, remote_host: str, local_hosts: Any = ()) -> bool:
+def is_same_host(local_host: str, remote_host: str, local_hosts: Iterable[str] = ()) -> bool:
     """Whether ``remote_host`` is this machine: loopback, or one of our own addresses."""
     try:
         remote = ipaddress.ip_address(remote_host)
