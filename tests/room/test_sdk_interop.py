@@ -42,14 +42,19 @@ def incompressible(size: int) -> str:
 
 @contextlib.asynccontextmanager
 async def joined(
-    netns_address: str, overrides: dict[str, int] | None = None
+    netns_address: str,
+    overrides: dict[str, int] | None = None,
+    servers: list[DevServer] | None = None,
 ) -> AsyncIterator[tuple[Room, rtc.Room]]:
     """alice on this library, bob on the official SDK, both joined; ``overrides`` makes the
-    server report another client_protocol for an identity (0: a legacy, RPC v1 peer)."""
+    server report another client_protocol for an identity (0: a legacy, RPC v1 peer); the
+    server is appended to ``servers`` when given."""
     config = ServerConfig(
         port=0, rtc_hosts=(netns_address,), client_protocol_overrides=overrides or {}
     )
     async with DevServer(config) as server:
+        if servers is not None:
+            servers.append(server)
         ours = Room()
         sdk = rtc.Room()
         options = RoomOptions(rtc_config=RtcConfiguration(ice_host_addresses=[netns_address]))
@@ -263,3 +268,32 @@ async def test_data_and_text_streams_both_ways(pair: tuple[Room, rtc.Room]) -> N
     await asyncio.gather(*tasks)
     assert texts_sdk == ["hello sdk", long_text]
     assert texts_ours == ["hello ours"]
+
+
+async def test_sdk_sees_our_room_come_back_after_a_rejoin(netns_address: str) -> None:
+    servers: list[DevServer] = []
+    async with joined(netns_address, servers=servers) as (ours, sdk):
+        register_echo(ours, sdk)
+        reconnected = asyncio.Event()
+        ours.on("reconnected", reconnected.set)
+        old_sid = sdk.remote_participants["alice"].sid
+        session = next(
+            s for s in servers[0].rooms()["r1"].sessions() if s.participant.identity == "alice"
+        )
+        await session._ws.close()  # the signal connection drops, no leave
+        await asyncio.wait_for(reconnected.wait(), 20)
+        await wait_until(
+            lambda: (
+                "alice" in sdk.remote_participants
+                and sdk.remote_participants["alice"].sid != old_sid
+            )
+        )
+        payload = incompressible(50_000)
+        got = await sdk.local_participant.perform_rpc(
+            destination_identity="alice", method="echo", payload=payload, response_timeout=15
+        )
+        assert got == payload
+        got = await ours.local_participant.perform_rpc(
+            destination_identity="bob", method="echo", payload=payload, response_timeout=15
+        )
+        assert got == payload
