@@ -113,6 +113,11 @@ class RtcEngine:
     # -- connecting -------------------------------------------------------------------------
 
     @property
+    def lost(self) -> bool:
+        """Whether the session has ended without a local ``close``."""
+        return self._lost.is_set()
+
+    @property
     def signal(self) -> SignalClient:
         """The signalling session."""
         return self._signal

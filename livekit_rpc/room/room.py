@@ -366,6 +366,8 @@ class Room(AsyncIOEventEmitter):
             try:
                 async with asyncio.timeout(max(0.1, deadline - loop.time())):
                     await engine.connect(url, token)
+                if engine.lost:  # lost again while the join completed
+                    raise ConnectError("connection lost right after rejoining")
             except (ConnectError, TimeoutError) as exc:
                 failure = str(exc) or type(exc).__name__
                 self._engine = None
