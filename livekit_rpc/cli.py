@@ -74,6 +74,12 @@ def _configure_server(parser: argparse.ArgumentParser) -> None:
         "fall back to /rtc)",
     )
     parser.add_argument(
+        "--standard-sctp-packets",
+        action="store_true",
+        help="never use large SCTP packets, even with participants on this machine that "
+        "offer them (see livekit_rpc.sctp); shows what a peer on another host gets",
+    )
+    parser.add_argument(
         "--pc-timeout",
         type=float,
         default=ServerConfig.pc_connect_timeout,
@@ -102,6 +108,7 @@ def _run_server(args: argparse.Namespace) -> int:
             rtc_hosts=tuple(args.rtc_host) if args.rtc_host else None,
             pc_connect_timeout=args.pc_timeout,
             enable_v1=args.enable_v1,
+            large_sctp_packets=not args.standard_sctp_packets,
         )
     except ValueError as exc:
         print(f"livekit-rpc server: {exc}", file=sys.stderr)

@@ -45,6 +45,9 @@ def test_parser_is_table_driven() -> None:
     assert set(COMMANDS) >= {"server", "token"}
     args = build_parser().parse_args(["server", "--dev", "--rtc-host", "127.0.0.1"])
     assert args.port == 7880 and args.host == "127.0.0.1" and args.rtc_host == ["127.0.0.1"]
+    assert not args.standard_sctp_packets
+    args = build_parser().parse_args(["server", "--standard-sctp-packets"])
+    assert args.standard_sctp_packets
 
 
 def test_server_rejects_bad_rtc_host(capsys: pytest.CaptureFixture[str]) -> None:
