@@ -279,10 +279,8 @@ def _large_packet_class(packet_size: int) -> type[BundlingSctpTransport]:
     methods: dict[str, Any] = {
         name: _rebind(getattr(RTCSctpTransport, name), USERDATA_MAX_LENGTH=user_data)
         for name in _SIZED_METHODS
-        if name != "_receive_sack_chunk"
     }
-    sized_sack = _rebind(RTCSctpTransport._receive_sack_chunk, USERDATA_MAX_LENGTH=user_data)
-
+    sized_sack = methods["_receive_sack_chunk"]
     cwnd_limit = max(LARGE_PACKET_CWND_LIMIT, 4 * packet_size)
 
     async def _receive_sack_chunk(self: BundlingSctpTransport, chunk: SackChunk) -> None:

@@ -27,7 +27,7 @@ from livekit_rpc.sctp import (
 )
 
 SDP = (
-    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
     "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:a\r\n"
     "m=application 9 DTLS/SCTP 5000\r\na=mid:0\r\na=sctp-port:5000\r\n"
     "a=max-message-size:65536\r\n"

@@ -52,23 +52,24 @@ class _StreamReader(Generic[T, I]):
     def _finish(self, attributes: dict[str, str]) -> None:
         if attributes != self._info.attributes:  # a trailer added or changed some
             self._info = replace(self._info, attributes=attributes)
-        self._done = True
-        self._wake()
+        self._end()
 
     def _fail(self, error: DataStreamError) -> None:
         self._error = error
+        self._end()
+
+    def _end(self) -> None:
         self._done = True
         self._wake()
+        callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # never let a consumer break the dispatch of packets
+                logger.exception("stream completion callback raised")
 
     def _wake(self) -> None:
         self._arrival.set()
-        if self._done and self._done_callbacks:
-            callbacks, self._done_callbacks = self._done_callbacks, []
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:  # never let a consumer break the dispatch of packets
-                    logger.exception("stream completion callback raised")
 
     def _when_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` as soon as the stream has ended or failed (now if it has).
